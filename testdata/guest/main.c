@@ -1,0 +1,27 @@
+/*
+ * main.c: the BSP's ring-3 start-up sequence, then the shell.
+ */
+#include "guest.h"
+#include "syscall.h"
+
+void bsp_user_main(u64 unused)
+{
+	(void)unused;
+	bootinfo_parse(boot_params);
+	acpi_parse(bootinfo.rsdp);
+	lapic_enable();
+	/* Mask both 8259s: they are not used (writes to absent ports are ignored). */
+	sys_outb(0x21, 0xff);
+	sys_outb(0xa1, 0xff);
+	uart_init();
+	ioapic_route(acpi.uart_gsi, VEC_UART, lapic_id(), acpi.uart_flags);
+	timer_start(TIMER_HZ);
+
+	print("chsnap-guest: ram %u MiB free %u MiB acpi %s cpus %u timer %u Hz\r\n",
+	      bootinfo.ram_bytes >> 20, bootinfo.free_bytes >> 20, acpi.found ? "yes" : "no",
+	      (u64)acpi.ncpus, (u64)TIMER_HZ);
+	print("cmdline: %s\r\n", bootinfo.cmdline);
+	smp_boot();
+	print("chsnap-guest ready cpus=%u\r\n", (u64)cpus_online);
+	shell_run();
+}
