@@ -308,6 +308,19 @@ func TestStateRoundTrip(t *testing.T) {
 		t.Errorf("GetClock after SetClock(%d) = %d, %v; want within 1 s after", c1.Clock, c2.Clock, err)
 	}
 
+	if v.HasTSCOffset() {
+		off, err := v.TSCOffset()
+		if err != nil {
+			t.Errorf("TSCOffset: %v", err)
+		} else if err := v.SetTSCOffset(off + 1000); err != nil {
+			t.Errorf("SetTSCOffset: %v", err)
+		} else if got, err := v.TSCOffset(); err != nil || got != off+1000 {
+			t.Errorf("TSCOffset after SetTSCOffset(%d) = %d, %v", off+1000, got, err)
+		}
+	} else {
+		t.Log("KVM_VCPU_TSC_OFFSET attribute absent: TSC offset check skipped")
+	}
+
 	if khz, err := v.TSCKHz(); err == nil {
 		if err := v.SetTSCKHz(khz); err != nil {
 			t.Errorf("SetTSCKHz(%d) (the current value): %v", khz, err)
@@ -382,13 +395,17 @@ func TestRun(t *testing.T) {
 	mem := guestMemory(t, 64<<10)
 	copy(mem[0x1000:], []byte{
 		0xb0, 0x41, // mov al, 'A'
+		0xa2, 0x00, 0x20, // mov [0x2000], al      (RAM, page 2)
 		0xba, 0xf8, 0x03, // mov dx, 0x3f8
-		0xee,             // out dx, al
-		0xa2, 0x00, 0x00, // mov [0], al   (DS base 0x10000: past the slot)
+		0xee,                   // out dx, al
+		0x26, 0xa2, 0x00, 0x00, // mov es:[0], al   (ES base 0x10000: past the slot)
 		0xf4, // hlt
 	})
-	if err := vm.SetUserMemoryRegion(0, 0, 0, mem); err != nil {
+	if err := vm.SetUserMemoryRegion(0, MemLogDirtyPages, 0, mem); err != nil {
 		t.Fatalf("SetUserMemoryRegion: %v", err)
+	}
+	if got := vm.DirtyLogWords(0); got != 1 {
+		t.Errorf("DirtyLogWords(0) = %d for 16 pages, want 1", got)
 	}
 	v := newVCPU(t, vm)
 	sregs, err := v.Sregs()
@@ -396,7 +413,8 @@ func TestRun(t *testing.T) {
 		t.Fatalf("Sregs: %v", err)
 	}
 	sregs.CS.Base, sregs.CS.Selector = 0, 0
-	sregs.DS.Base, sregs.DS.Selector = 0x10000, 0x1000
+	sregs.DS.Base, sregs.DS.Selector = 0, 0
+	sregs.ES.Base, sregs.ES.Selector = 0x10000, 0x1000
 	if err := v.SetSregs(&sregs); err != nil {
 		t.Fatalf("SetSregs: %v", err)
 	}
@@ -436,6 +454,23 @@ func TestRun(t *testing.T) {
 	}
 	if r := next(); r != ExitHLT {
 		t.Fatalf("third exit = %d, want ExitHLT", r)
+	}
+	if mem[0x2000] != 'A' {
+		t.Errorf("guest store to 0x2000 reads back %#x, want 'A'", mem[0x2000])
+	}
+	bitmap := make([]uint64, 1)
+	if err := vm.GetDirtyLog(0, bitmap); err != nil {
+		t.Fatalf("GetDirtyLog: %v", err)
+	}
+	if bitmap[0]&(1<<2) == 0 {
+		t.Errorf("dirty bitmap %#x lacks page 2, which the guest wrote", bitmap[0])
+	}
+	bitmap[0] = 0
+	if err := vm.GetDirtyLog(0, bitmap); err != nil {
+		t.Fatalf("second GetDirtyLog: %v", err)
+	}
+	if bitmap[0]&(1<<2) != 0 {
+		t.Errorf("page 2 still dirty after the log was read (%#x)", bitmap[0])
 	}
 
 	if n, _ := s.CheckExtension(CapImmediateExit); n == 0 {

@@ -40,6 +40,8 @@ func layoutChecks() []layoutCheck {
 		irqf   irqfd
 		ioev   ioeventfd
 		pitcfg pitConfig
+		dlog   dirtyLog
+		attr   deviceAttr
 		msrs   msrsBuf
 		cpuid2 cpuid2Buf
 		msrl   msrListBuf
@@ -288,6 +290,18 @@ func layoutChecks() []layoutCheck {
 		size("pitConfig", unsafe.Sizeof(pitcfg), "struct kvm_pit_config"),
 		offset("pitConfig", "flags", unsafe.Offsetof(pitcfg.flags), "struct kvm_pit_config", "flags"),
 		constant("pitConfig", "PITSpeakerDummy", PITSpeakerDummy, "KVM_PIT_SPEAKER_DUMMY"),
+
+		size("dirtyLog", unsafe.Sizeof(dlog), "struct kvm_dirty_log"),
+		offset("dirtyLog", "slot", unsafe.Offsetof(dlog.slot), "struct kvm_dirty_log", "slot"),
+		offset("dirtyLog", "bitmap", unsafe.Offsetof(dlog.bitmap), "struct kvm_dirty_log", "dirty_bitmap"),
+
+		size("deviceAttr", unsafe.Sizeof(attr), "struct kvm_device_attr"),
+		offset("deviceAttr", "flags", unsafe.Offsetof(attr.flags), "struct kvm_device_attr", "flags"),
+		offset("deviceAttr", "group", unsafe.Offsetof(attr.group), "struct kvm_device_attr", "group"),
+		offset("deviceAttr", "attr", unsafe.Offsetof(attr.attr), "struct kvm_device_attr", "attr"),
+		offset("deviceAttr", "addr", unsafe.Offsetof(attr.addr), "struct kvm_device_attr", "addr"),
+		constant("deviceAttr", "vcpuTSCCtrl", vcpuTSCCtrl, "KVM_VCPU_TSC_CTRL"),
+		constant("deviceAttr", "vcpuTSCOffset", vcpuTSCOffset, "KVM_VCPU_TSC_OFFSET"),
 
 		size("kvm_run", runPageMinSize, cRun),
 		offset("kvm_run", "immediate_exit", runImmediateExit, cRun, "immediate_exit"),

@@ -20,6 +20,7 @@ var (
 // VM requests.
 var (
 	kvmCreateVCPU          = _IO("KVM_CREATE_VCPU", 0x41)
+	kvmGetDirtyLog         = _IOW("KVM_GET_DIRTY_LOG", 0x42, unsafe.Sizeof(dirtyLog{}))
 	kvmSetUserMemoryRegion = _IOW("KVM_SET_USER_MEMORY_REGION", 0x46, unsafe.Sizeof(userspaceMemoryRegion{}))
 	kvmSetTSSAddr          = _IO("KVM_SET_TSS_ADDR", 0x47)
 	kvmSetIdentityMapAddr  = _IOW("KVM_SET_IDENTITY_MAP_ADDR", 0x48, unsafe.Sizeof(uint64(0)))
@@ -65,6 +66,9 @@ var (
 	kvmSetXCRS       = _IOW("KVM_SET_XCRS", 0xa7, unsafe.Sizeof(XCRS{}))
 	kvmKVMClockCtrl  = _IO("KVM_KVMCLOCK_CTRL", 0xad)
 	kvmGetXSAVE2     = _IOR("KVM_GET_XSAVE2", 0xcf, unsafe.Sizeof(xsaveLegacy{}))
+	kvmSetDeviceAttr = _IOW("KVM_SET_DEVICE_ATTR", 0xe1, unsafe.Sizeof(deviceAttr{}))
+	kvmGetDeviceAttr = _IOW("KVM_GET_DEVICE_ATTR", 0xe2, unsafe.Sizeof(deviceAttr{}))
+	kvmHasDeviceAttr = _IOW("KVM_HAS_DEVICE_ATTR", 0xe3, unsafe.Sizeof(deviceAttr{}))
 )
 
 // xsaveLegacy is struct kvm_xsave without its flexible tail: the 4096-byte

@@ -214,3 +214,18 @@ func TestLAPICRegisters(t *testing.T) {
 		}
 	}
 }
+
+func TestGetDirtyLogChecksBitmap(t *testing.T) {
+	// No ioctl is reached: both calls are refused before the kernel would
+	// write past the bitmap.
+	vm := &VM{fd: -1, slotPages: map[uint32]uint64{1: 1000}}
+	if got := vm.DirtyLogWords(1); got != 16 {
+		t.Errorf("DirtyLogWords(1) = %d for 1000 pages, want 16", got)
+	}
+	if err := vm.GetDirtyLog(1, make([]uint64, 15)); err == nil || !strings.Contains(err.Error(), "need 16") {
+		t.Errorf("GetDirtyLog with 15 words = %v, want a refusal naming 16", err)
+	}
+	if err := vm.GetDirtyLog(2, make([]uint64, 64)); err == nil || !strings.Contains(err.Error(), "slot 2") {
+		t.Errorf("GetDirtyLog of an unknown slot = %v, want a refusal", err)
+	}
+}

@@ -18,6 +18,12 @@ type VM struct {
 	xsaveOnce sync.Once
 	xsaveSize int  // guarded by xsaveOnce
 	xsave2    bool // guarded by xsaveOnce: KVM_GET_XSAVE2 is available
+
+	// slotsMu guards slotPages.
+	slotsMu sync.Mutex
+	// slotPages maps each memory slot to its size in pages, so GetDirtyLog
+	// can check a bitmap before the kernel writes into it. Guarded by slotsMu.
+	slotPages map[uint32]uint64
 }
 
 // Close closes the VM fd. The kernel frees the VM once every VCPU fd is

@@ -38,5 +38,51 @@ func (vm *VM) SetUserMemoryRegion(slot, flags uint32, gpa uint64, mem []byte) er
 	if err != nil {
 		return fmt.Errorf("slot %d at gpa %#x (%d bytes): %w", slot, gpa, len(mem), err)
 	}
+	vm.slotsMu.Lock()
+	defer vm.slotsMu.Unlock()
+	if len(mem) == 0 {
+		delete(vm.slotPages, slot)
+	} else {
+		if vm.slotPages == nil {
+			vm.slotPages = make(map[uint32]uint64)
+		}
+		vm.slotPages[slot] = uint64(len(mem)) / pageSize
+	}
 	return nil
+}
+
+// dirtyLog mirrors struct kvm_dirty_log. Its bitmap address is a real
+// pointer field (the C union's void *), so the GC sees it.
+type dirtyLog struct {
+	slot   uint32
+	_      uint32
+	bitmap unsafe.Pointer
+}
+
+// DirtyLogWords returns how many uint64 words GetDirtyLog needs for slot:
+// one bit per 4 KiB page, rounded up to whole words. It is 0 for a slot
+// SetUserMemoryRegion did not create.
+func (vm *VM) DirtyLogWords(slot uint32) int {
+	vm.slotsMu.Lock()
+	defer vm.slotsMu.Unlock()
+	return int((vm.slotPages[slot] + 63) / 64)
+}
+
+// GetDirtyLog fills bitmap with the pages of slot written since the last
+// call, one bit per page (bit i of word w is page 64*w+i), and resets
+// KVM's record (KVM_GET_DIRTY_LOG). The slot must have been registered with
+// MemLogDirtyPages. bitmap must hold at least DirtyLogWords(slot) words: the
+// kernel writes the whole bitmap, so a shorter one is refused here.
+func (vm *VM) GetDirtyLog(slot uint32, bitmap []uint64) error {
+	need := vm.DirtyLogWords(slot)
+	if need == 0 {
+		return fmt.Errorf("kvm: KVM_GET_DIRTY_LOG: slot %d is not a memory slot of this vm", slot)
+	}
+	if len(bitmap) < need {
+		return fmt.Errorf("kvm: KVM_GET_DIRTY_LOG: slot %d: bitmap of %d words, need %d", slot, len(bitmap), need)
+	}
+	d := &dirtyLog{slot: slot, bitmap: unsafe.Pointer(unsafe.SliceData(bitmap))}
+	_, err := ioctlPtr(vm.fd, kvmGetDirtyLog, d)
+	runtime.KeepAlive(bitmap)
+	return err
 }
