@@ -1,0 +1,192 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+var (
+	guestOnce sync.Once
+	guestPath string
+	guestErr  error
+)
+
+// testGuest builds testdata/guest with make (once per test binary) and
+// returns the path of guest.bzImage.
+func testGuest(t *testing.T) string {
+	t.Helper()
+	guestOnce.Do(func() {
+		dir, err := filepath.Abs(filepath.Join("..", "testdata", "guest"))
+		if err != nil {
+			guestErr = fmt.Errorf("locate testdata/guest: %w", err)
+			return
+		}
+		out, err := exec.Command("make", "-C", dir).CombinedOutput()
+		if err != nil {
+			guestErr = fmt.Errorf("make -C %s: %w\n%s", dir, err, out)
+			return
+		}
+		guestPath = filepath.Join(dir, "build", "guest.bzImage")
+		if _, err := os.Stat(guestPath); err != nil {
+			guestErr = fmt.Errorf("test guest: %w", err)
+		}
+	})
+	if guestErr != nil {
+		t.Fatal(guestErr)
+	}
+	return guestPath
+}
+
+// qemuGuest is the test guest running under qemu-system-x86_64 -M microvm.
+type qemuGuest struct {
+	con    *console
+	stderr *bytes.Buffer
+	done   chan struct{} // closed when QEMU has exited
+	err    error         // cmd.Wait's result, set before done closes
+}
+
+// startQEMU boots the test guest under QEMU microvm with TCG, serial on
+// stdio. The VM is killed when limit expires or the test ends.
+func startQEMU(t *testing.T, cpus int, cmdline string, limit time.Duration) *qemuGuest {
+	t.Helper()
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		t.Skip("SKIP: qemu-system-x86_64 not found in PATH; install qemu-system-x86 to run the QEMU guest tests")
+	}
+	img := testGuest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, qemu,
+		"-M", "microvm", "-accel", "tcg", "-cpu", "max",
+		"-smp", strconv.Itoa(cpus), "-m", "512M",
+		"-nographic", "-no-reboot",
+		"-kernel", img, "-append", cmdline)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatalf("qemu stdin: %v", err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatalf("qemu stdout: %v", err)
+	}
+	g := &qemuGuest{stderr: &bytes.Buffer{}, done: make(chan struct{})}
+	cmd.Stderr = g.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", qemu, err)
+	}
+	g.con = newConsole(stdout, stdin)
+	go func() {
+		g.err = cmd.Wait()
+		close(g.done)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-g.done
+		if t.Failed() {
+			t.Logf("console transcript:\n%s\nqemu stderr:\n%s", g.con.Transcript(), g.stderr.String())
+		}
+	})
+	return g
+}
+
+// wait waits for QEMU to exit and returns its exit status.
+func (g *qemuGuest) wait(timeout time.Duration) (int, error) {
+	select {
+	case <-g.done:
+		var ee *exec.ExitError
+		if errors.As(g.err, &ee) {
+			return ee.ExitCode(), nil
+		}
+		if g.err != nil {
+			return -1, fmt.Errorf("qemu: %w", g.err)
+		}
+		return 0, nil
+	case <-time.After(timeout):
+		return -1, fmt.Errorf("qemu still running after %v", timeout)
+	}
+}
+
+func TestGuestQEMU(t *testing.T) {
+	for _, cpus := range []int{1, 2, 8} {
+		t.Run(fmt.Sprintf("cpus=%d", cpus), func(t *testing.T) {
+			cmdline := fmt.Sprintf("quiet chsnap.test=qemu-%d", cpus)
+			g := startQEMU(t, cpus, cmdline, 60*time.Second)
+			c := g.con
+
+			m, err := c.Expect(`^cmdline: (.*)$`, 20*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m[1] != cmdline {
+				t.Errorf("cmdline line = %q, want %q", m[1], cmdline)
+			}
+			m, err = c.Expect(`^chsnap-guest ready cpus=(\d+)$`, 20*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := m[1], strconv.Itoa(cpus); got != want {
+				t.Errorf("ready cpus = %s, want %s", got, want)
+			}
+
+			ticks := func() uint64 {
+				t.Helper()
+				r, err := c.Command("ticks", 10*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var n uint64
+				if _, err := fmt.Sscanf(r, "ticks %d", &n); err != nil {
+					t.Fatalf("ticks reply %q: %v", r, err)
+				}
+				return n
+			}
+			t0 := ticks()
+
+			for _, tc := range []struct{ cmd, want string }{
+				{"cpus", fmt.Sprintf(`^cpus %d$`, cpus)},
+				{"echo hello from the e2e test", `^echo hello from the e2e test$`},
+				{"verify", `^verify none$`},
+				{"fill 64 7", `^fill ok 64$`},
+				{"verify", `^verify ok$`},
+				{"fill 1048576 1", `^error fill: MIB must be 1\.\.\d+ \(free RAM\)$`},
+				{"fill 64", `^error fill: usage`},
+				{"frobnicate", `^error unknown command "frobnicate"`},
+			} {
+				got, err := c.Command(tc.cmd, 30*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !regexp.MustCompile(tc.want).MatchString(got) {
+					t.Errorf("%q: reply %q, want a match for %s", tc.cmd, got, tc.want)
+				}
+			}
+
+			if t1 := ticks(); t1 <= t0 {
+				t.Errorf("ticks did not advance: %d then %d", t0, t1)
+			}
+
+			if err := c.Send("poweroff"); err != nil {
+				t.Fatal(err)
+			}
+			code, err := g.wait(20 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code != 0 {
+				t.Errorf("qemu exit status after poweroff = %d, want 0", code)
+			}
+		})
+	}
+}
