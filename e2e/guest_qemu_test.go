@@ -190,3 +190,26 @@ func TestGuestQEMU(t *testing.T) {
 		})
 	}
 }
+
+func TestGuestQEMUReboot(t *testing.T) {
+	g := startQEMU(t, 2, "reboot-test", 60*time.Second)
+	if _, err := g.con.Expect(`^chsnap-guest ready cpus=2$`, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := g.con.Command("help", 10*time.Second); err != nil {
+		t.Fatal(err)
+	} else if !regexp.MustCompile(`^help: .*\breboot\b`).MatchString(r) {
+		t.Errorf("help reply %q does not list reboot", r)
+	}
+	// -no-reboot turns the guest's reset into a clean QEMU exit.
+	if err := g.con.Send("reboot"); err != nil {
+		t.Fatal(err)
+	}
+	code, err := g.wait(20 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 {
+		t.Errorf("qemu exit status after reboot = %d, want 0", code)
+	}
+}

@@ -17,9 +17,9 @@ void bsp_user_main(u64 unused)
 	ioapic_route(acpi.uart_gsi, VEC_UART, lapic_id(), acpi.uart_flags);
 	timer_start(TIMER_HZ);
 
-	print("chsnap-guest: ram %u MiB free %u MiB acpi %s cpus %u timer %u Hz\r\n",
+	print("chsnap-guest: ram %u MiB free %u MiB acpi %s cpus %u timer %u Hz (apic bus %u MHz)\r\n",
 	      bootinfo.ram_bytes >> 20, bootinfo.free_bytes >> 20, acpi.found ? "yes" : "no",
-	      (u64)acpi.ncpus, (u64)TIMER_HZ);
+	      (u64)acpi.ncpus, (u64)TIMER_HZ, timer_bus_hz / 1000000);
 	print("cmdline: %s\r\n", bootinfo.cmdline);
 	smp_boot();
 	print("chsnap-guest ready cpus=%u\r\n", (u64)cpus_online);

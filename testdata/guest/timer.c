@@ -4,9 +4,12 @@
  *
  * Rate: TIMER_HZ (100 Hz). The LAPIC timer counts bus clocks divided by 16.
  * KVM's in-kernel LAPIC and QEMU's emulated one both clock it at 1 GHz (one
- * count per ns), so no calibration loop is needed; a hypervisor that
- * publishes the bus frequency in CPUID leaf 0x40000010 (EBX, kHz) is
- * believed instead. ticks is plain memory, so a snapshot carries it over.
+ * count per ns), so no calibration loop is needed. When the hypervisor
+ * signature is KVM's and the VMM publishes the bus frequency in the timing
+ * leaf 0x40000010 (EBX, kHz; QEMU does with vmware-cpuid-freq), that value
+ * is used instead. The signature check matters on kvm_pvm hosts, where a
+ * ring-3 CPUID may reach the outer hypervisor. ticks is plain memory, so a
+ * snapshot carries it over.
  */
 #include "guest.h"
 
@@ -27,9 +30,10 @@ void timer_start(u32 hz)
 	cpuid(1, &a, &b, &c, &d);
 	if (c & (1u << 31)) {	/* running under a hypervisor */
 		cpuid(0x40000000, &a, &b, &c, &d);
-		if (a >= 0x40000010 && a < 0x40000100) {
+		int kvm = b == 0x4b4d564b && c == 0x564b4d56 && d == 0x4d;	/* "KVMKVMKVM\0\0\0" */
+		if (kvm && a >= 0x40000010 && a < 0x40000100) {
 			cpuid(0x40000010, &a, &b, &c, &d);
-			if (b)
+			if (b >= 1000 && b <= 10000000)	/* 1 MHz .. 10 GHz */
 				timer_bus_hz = (u64)b * 1000;
 		}
 	}
