@@ -254,7 +254,7 @@ func TestStateRoundTrip(t *testing.T) {
 	set := []MSREntry{
 		{Index: 0x174, Data: 0x10},                    // SYSENTER_CS
 		{Index: 0x175, Data: 0x12345000},              // SYSENTER_ESP
-		{Index: 0x176, Data: 0xffffffff81000000},      // SYSENTER_EIP
+		{Index: 0x176, Data: 0x81000000},              // SYSENTER_EIP (32 bits on AMD)
 		{Index: 0xc0000081, Data: 0x0023001000000000}, // STAR
 		{Index: 0xc0000082, Data: 0xffffffff81200000}, // LSTAR
 		{Index: 0xc0000084, Data: 0x47700},            // SFMASK
