@@ -64,6 +64,10 @@ startup_64:
 	cli
 	cld
 	movq %rsi, %r12
+	/* All pages are user pages, so ring 0 must not run with SMEP or SMAP. */
+	movq %cr4, %rax
+	andq $~(3 << 20), %rax
+	movq %rax, %cr4
 	lgdt gdt_desc(%rip)
 	movl $SEL_KDATA, %eax
 	movl %eax, %ds

@@ -71,10 +71,10 @@ pref_address:	.quad 0x100000
 init_size:	.long init_size_val
 handover_offset: .long 0
 hdr_end:
-
-version_str:
-	.asciz "chsnap-guest"
-
+	/*
+	 * The jump at 0x200 must land right here: loaders take 0x202 plus its
+	 * displacement byte as the end of the setup header.
+	 */
 realmode_start:
 	cli
 	cld
@@ -156,3 +156,6 @@ gdt_desc:
 pm_jump:
 	.long 0				/* patched */
 	.word 0x10
+
+version_str:
+	.asciz "chsnap-guest"
