@@ -18,14 +18,16 @@ import (
 )
 
 var (
-	guestOnce sync.Once
-	guestPath string
-	guestErr  error
+	guestOnce     sync.Once
+	guestBuildDir string
+	guestErr      error
 )
 
 // testGuest builds testdata/guest with make (once per test binary) and
-// returns the path of guest.bzImage.
-func testGuest(t *testing.T) string {
+// returns the path of build/name in it: "guest.bzImage", or
+// "chsnap-entry-shim.elf" (the guest behind a loader that recreates
+// chsnap's 64-bit entry state, bootable by QEMU through PVH).
+func testGuest(t *testing.T, name string) string {
 	t.Helper()
 	guestOnce.Do(func() {
 		dir, err := filepath.Abs(filepath.Join("..", "testdata", "guest"))
@@ -38,15 +40,16 @@ func testGuest(t *testing.T) string {
 			guestErr = fmt.Errorf("make -C %s: %w\n%s", dir, err, out)
 			return
 		}
-		guestPath = filepath.Join(dir, "build", "guest.bzImage")
-		if _, err := os.Stat(guestPath); err != nil {
-			guestErr = fmt.Errorf("test guest: %w", err)
-		}
+		guestBuildDir = filepath.Join(dir, "build")
 	})
 	if guestErr != nil {
 		t.Fatal(guestErr)
 	}
-	return guestPath
+	p := filepath.Join(guestBuildDir, name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("test guest: %v", err)
+	}
+	return p
 }
 
 // qemuGuest is the test guest running under qemu-system-x86_64 -M microvm.
@@ -57,15 +60,15 @@ type qemuGuest struct {
 	err    error         // cmd.Wait's result, set before done closes
 }
 
-// startQEMU boots the test guest under QEMU microvm with TCG, serial on
-// stdio. The VM is killed when limit expires or the test ends.
-func startQEMU(t *testing.T, cpus int, cmdline string, limit time.Duration) *qemuGuest {
+// startQEMU boots kernel (a file from testGuest) under QEMU microvm with
+// TCG, serial on stdio. The VM is killed when limit expires or the test ends.
+func startQEMU(t *testing.T, kernel string, cpus int, cmdline string, limit time.Duration) *qemuGuest {
 	t.Helper()
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
-		t.Skip("SKIP: qemu-system-x86_64 not found in PATH; install qemu-system-x86 to run the QEMU guest tests")
+		t.Skip("SKIPPED: qemu-system-x86_64 not found in PATH; install qemu-system-x86 to run the QEMU guest tests")
 	}
-	img := testGuest(t)
+	img := testGuest(t, kernel)
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	t.Cleanup(cancel)
 	cmd := exec.CommandContext(ctx, qemu,
@@ -122,7 +125,7 @@ func TestGuestQEMU(t *testing.T) {
 	for _, cpus := range []int{1, 2, 8} {
 		t.Run(fmt.Sprintf("cpus=%d", cpus), func(t *testing.T) {
 			cmdline := fmt.Sprintf("quiet chsnap.test=qemu-%d", cpus)
-			g := startQEMU(t, cpus, cmdline, 60*time.Second)
+			g := startQEMU(t, "guest.bzImage", cpus, cmdline, 60*time.Second)
 			c := g.con
 
 			m, err := c.Expect(`^cmdline: (.*)$`, 20*time.Second)
@@ -192,7 +195,7 @@ func TestGuestQEMU(t *testing.T) {
 }
 
 func TestGuestQEMUReboot(t *testing.T) {
-	g := startQEMU(t, 2, "reboot-test", 60*time.Second)
+	g := startQEMU(t, "guest.bzImage", 2, "reboot-test", 60*time.Second)
 	if _, err := g.con.Expect(`^chsnap-guest ready cpus=2$`, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -211,5 +214,48 @@ func TestGuestQEMUReboot(t *testing.T) {
 	}
 	if code != 0 {
 		t.Errorf("qemu exit status after reboot = %d, want 0", code)
+	}
+}
+
+// TestGuestQEMU64BitEntry boots the guest through its 64-bit entry at
+// 0x100200 with chsnap's entry state (long mode, boot_params at 0x7000,
+// page tables at 0x9000, RSP 0x8FF0), recreated by the entry shim, since
+// chsnap itself needs KVM.
+func TestGuestQEMU64BitEntry(t *testing.T) {
+	const cmdline = "entry=64 quiet"
+	g := startQEMU(t, "chsnap-entry-shim.elf", 4, cmdline, 60*time.Second)
+	c := g.con
+	m, err := c.Expect(`^cmdline: (.*)$`, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m[1] != cmdline {
+		t.Errorf("cmdline line = %q, want %q", m[1], cmdline)
+	}
+	if _, err := c.Expect(`^chsnap-guest ready cpus=4$`, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ cmd, want string }{
+		{"fill 32 12345", "fill ok 32"},
+		{"verify", "verify ok"},
+		{"cpus", "cpus 4"},
+	} {
+		got, err := c.Command(tc.cmd, 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != tc.want {
+			t.Errorf("%q: reply %q, want %q", tc.cmd, got, tc.want)
+		}
+	}
+	if err := c.Send("poweroff"); err != nil {
+		t.Fatal(err)
+	}
+	code, err := g.wait(20 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 {
+		t.Errorf("qemu exit status after poweroff = %d, want 0", code)
 	}
 }
