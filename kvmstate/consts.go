@@ -68,10 +68,10 @@ const (
 	ExitNotify        = 37
 )
 
-// IOExit.Direction values (KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT).
+// kvm_run.io.direction values (KVM_EXIT_IO_IN, KVM_EXIT_IO_OUT).
 const (
-	IOIn  = 0 // the guest reads: fill Data before the next Run
-	IOOut = 1 // the guest writes: Data holds its bytes
+	ioIn  = 0
+	ioOut = 1
 )
 
 // System event types reported by VCPU.SystemEvent (KVM_SYSTEM_EVENT_*).

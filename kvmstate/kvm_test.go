@@ -442,7 +442,7 @@ func TestRun(t *testing.T) {
 		t.Fatalf("first exit = %d, want ExitIO", r)
 	}
 	io, err := v.IO()
-	if err != nil || io.Direction != IOOut || io.Size != 1 || io.Port != 0x3f8 || io.Count != 1 || string(io.Data) != "A" {
+	if err != nil || !io.Out || io.Size != 1 || io.Port != 0x3f8 || io.Count != 1 || string(io.Data) != "A" {
 		t.Errorf("IO() = %+v, %v; want out 1 byte 'A' to 0x3f8", io, err)
 	}
 	if r := next(); r != ExitMMIO {

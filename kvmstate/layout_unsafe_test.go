@@ -316,7 +316,6 @@ func layoutChecks() []layoutCheck {
 		offset("kvm_run", "mmio.len", runMMIOLen, cRun, "mmio.len"),
 		offset("kvm_run", "mmio.is_write", runMMIOIsWrite, cRun, "mmio.is_write"),
 		offset("kvm_run", "fail_entry.hardware_entry_failure_reason", runFailEntryReason, cRun, "fail_entry.hardware_entry_failure_reason"),
-		offset("kvm_run", "fail_entry.cpu", runFailEntryCPU, cRun, "fail_entry.cpu"),
 		offset("kvm_run", "internal.suberror", runInternalSuberror, cRun, "internal.suberror"),
 		offset("kvm_run", "internal.ndata", runInternalNData, cRun, "internal.ndata"),
 		offset("kvm_run", "internal.data", runInternalData, cRun, "internal.data"),
@@ -329,8 +328,8 @@ func layoutChecks() []layoutCheck {
 		constant("prctl", "archGetXCompSupp", archGetXCompSupp, "ARCH_GET_XCOMP_SUPP"),
 		constant("prctl", "archReqXCompGuestPerm", archReqXCompGuestPerm, "ARCH_REQ_XCOMP_GUEST_PERM"),
 
-		constant("IO", "IOIn", IOIn, "KVM_EXIT_IO_IN"),
-		constant("IO", "IOOut", IOOut, "KVM_EXIT_IO_OUT"),
+		constant("IO", "ioIn", ioIn, "KVM_EXIT_IO_IN"),
+		constant("IO", "ioOut", ioOut, "KVM_EXIT_IO_OUT"),
 	}
 
 	for _, k := range []struct {

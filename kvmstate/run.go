@@ -23,7 +23,6 @@ const (
 	runMMIOIsWrite  = 52
 
 	runFailEntryReason = 32
-	runFailEntryCPU    = 40
 
 	runInternalSuberror = 32
 	runInternalNData    = 36
@@ -53,10 +52,10 @@ func (v *VCPU) ExitReason() uint32 {
 
 // IOExit is a port I/O exit (ExitIO).
 type IOExit struct {
-	Direction uint8  // IOIn or IOOut
-	Size      uint8  // bytes per access: 1, 2 or 4
-	Port      uint16 // first port
-	Count     uint32 // accesses (more than 1 for rep ins/outs)
+	Out   bool   // the guest writes (OUT); false: it reads (IN)
+	Size  uint8  // bytes per access: 1, 2 or 4
+	Port  uint16 // the port of every access
+	Count uint32 // accesses (more than 1 for rep ins/outs), each Size bytes of Data in turn
 	// Data views Size*Count bytes in the run page: for IOOut the guest's
 	// bytes, for IOIn where the result must be written before the next Run.
 	// It is valid until the next Run or Close.
@@ -70,19 +69,20 @@ func (v *VCPU) IO() (IOExit, error) {
 	if len(v.run) < runPageMinSize {
 		return IOExit{}, fmt.Errorf("kvm: io exit: vcpu %d is closed", v.id)
 	}
+	dir := v.run[runIODirection]
 	e := IOExit{
-		Direction: v.run[runIODirection],
-		Size:      v.run[runIOSize],
-		Port:      le.Uint16(v.run[runIOPort:]),
-		Count:     le.Uint32(v.run[runIOCount:]),
+		Out:   dir == ioOut,
+		Size:  v.run[runIOSize],
+		Port:  le.Uint16(v.run[runIOPort:]),
+		Count: le.Uint32(v.run[runIOCount:]),
 	}
 	switch e.Size {
 	case 1, 2, 4:
 	default:
 		return IOExit{}, fmt.Errorf("kvm: io exit on port %#x: access size %d is not 1, 2 or 4", e.Port, e.Size)
 	}
-	if e.Direction != IOIn && e.Direction != IOOut {
-		return IOExit{}, fmt.Errorf("kvm: io exit on port %#x: direction %d is not in or out", e.Port, e.Direction)
+	if dir != ioIn && dir != ioOut {
+		return IOExit{}, fmt.Errorf("kvm: io exit on port %#x: direction %d is not in or out", e.Port, dir)
 	}
 	off := le.Uint64(v.run[runIODataOffset:])
 	n := uint64(e.Size) * uint64(e.Count) // at most 4 * (2^32-1): no overflow
@@ -120,39 +120,55 @@ func (v *VCPU) MMIO() (MMIOExit, error) {
 	return e, nil
 }
 
-// SystemEvent decodes a system event exit (ExitSystemEvent): its type
-// (SystemEventShutdown, SystemEventReset, …) and flags (data[0] on kernels
-// with ndata).
-func (v *VCPU) SystemEvent() (typ uint32, flags uint64) {
-	if len(v.run) < runPageMinSize {
-		return 0, 0
-	}
-	return le.Uint32(v.run[runSystemEventType:]), le.Uint64(v.run[runSystemEventFlags:])
+// SystemEventExit is a system event exit (ExitSystemEvent).
+type SystemEventExit struct {
+	Type  uint32 // SystemEventShutdown, SystemEventReset, …
+	Flags uint64 // architecture flags (data[0] on kernels that report ndata)
 }
 
-// InternalError decodes an internal error exit (ExitInternalError): the
-// sub-reason (InternalError…) and the up to 16 words of debug data KVM
-// attached (for an emulation failure they include the instruction bytes).
-func (v *VCPU) InternalError() (suberror uint32, data []uint64) {
+// SystemEvent decodes a system event exit.
+func (v *VCPU) SystemEvent() SystemEventExit {
 	if len(v.run) < runPageMinSize {
-		return 0, nil
+		return SystemEventExit{}
 	}
-	suberror = le.Uint32(v.run[runInternalSuberror:])
+	return SystemEventExit{Type: le.Uint32(v.run[runSystemEventType:]), Flags: le.Uint64(v.run[runSystemEventFlags:])}
+}
+
+// InternalErrorExit is an internal error exit (ExitInternalError).
+type InternalErrorExit struct {
+	Suberror uint32 // InternalErrorEmulation, …
+	// Data holds the up to 16 words of debug data KVM attached; for an
+	// emulation failure they include the instruction bytes.
+	Data []uint64
+}
+
+// InternalError decodes an internal error exit.
+func (v *VCPU) InternalError() InternalErrorExit {
+	if len(v.run) < runPageMinSize {
+		return InternalErrorExit{}
+	}
+	e := InternalErrorExit{Suberror: le.Uint32(v.run[runInternalSuberror:])}
 	n := min(le.Uint32(v.run[runInternalNData:]), runInternalMaxData)
-	data = make([]uint64, n)
-	for i := range data {
-		data[i] = le.Uint64(v.run[runInternalData+8*i:])
+	e.Data = make([]uint64, n)
+	for i := range e.Data {
+		e.Data[i] = le.Uint64(v.run[runInternalData+8*i:])
 	}
-	return suberror, data
+	return e
 }
 
-// FailEntry decodes a failed VM entry (ExitFailEntry): the hardware's
-// failure reason and the host CPU it happened on.
-func (v *VCPU) FailEntry() (reason uint64, cpu uint32) {
+// String formats the exit for an error message: the sub-reason and the data
+// words in hex.
+func (e InternalErrorExit) String() string {
+	return fmt.Sprintf("suberror %d, data %#x", e.Suberror, e.Data)
+}
+
+// FailEntry returns the hardware's reason for a failed VM entry
+// (ExitFailEntry; on Intel the VMX exit reason with bit 31 set).
+func (v *VCPU) FailEntry() uint64 {
 	if len(v.run) < runPageMinSize {
-		return 0, 0
+		return 0
 	}
-	return le.Uint64(v.run[runFailEntryReason:]), le.Uint32(v.run[runFailEntryCPU:])
+	return le.Uint64(v.run[runFailEntryReason:])
 }
 
 // IOAPICEOI returns the vector of an IOAPIC EOI exit (ExitIOAPICEOI, split

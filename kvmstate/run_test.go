@@ -32,18 +32,18 @@ func TestIOExit(t *testing.T) {
 		off     uint64
 		wantErr string // empty: valid
 	}{
-		{name: "out byte", dir: IOOut, size: 1, count: 1, off: 4096},
-		{name: "in dword rep", dir: IOIn, size: 4, count: 16, off: 4096},
-		{name: "ends at mapping end", dir: IOOut, size: 2, count: 2048, off: 8192},
-		{name: "size 3", dir: IOOut, size: 3, count: 1, off: 4096, wantErr: "access size 3"},
-		{name: "size 8", dir: IOOut, size: 8, count: 1, off: 4096, wantErr: "access size 8"},
+		{name: "out byte", dir: ioOut, size: 1, count: 1, off: 4096},
+		{name: "in dword rep", dir: ioIn, size: 4, count: 16, off: 4096},
+		{name: "ends at mapping end", dir: ioOut, size: 2, count: 2048, off: 8192},
+		{name: "size 3", dir: ioOut, size: 3, count: 1, off: 4096, wantErr: "access size 3"},
+		{name: "size 8", dir: ioOut, size: 8, count: 1, off: 4096, wantErr: "access size 8"},
 		{name: "bad direction", dir: 7, size: 1, count: 1, off: 4096, wantErr: "direction 7"},
-		{name: "count 0", dir: IOOut, size: 1, count: 0, off: 4096, wantErr: "do not fit"},
-		{name: "one past end", dir: IOOut, size: 2, count: 2049, off: 8192, wantErr: "do not fit"},
-		{name: "offset past end", dir: IOOut, size: 1, count: 1, off: 3 * 4096, wantErr: "do not fit"},
-		{name: "offset overflows", dir: IOOut, size: 4, count: 4, off: ^uint64(0) - 3, wantErr: "do not fit"},
-		{name: "huge count", dir: IOOut, size: 4, count: ^uint32(0), off: 4096, wantErr: "do not fit"},
-		{name: "inside kvm_run", dir: IOOut, size: 1, count: 1, off: 40, wantErr: "do not fit"},
+		{name: "count 0", dir: ioOut, size: 1, count: 0, off: 4096, wantErr: "do not fit"},
+		{name: "one past end", dir: ioOut, size: 2, count: 2049, off: 8192, wantErr: "do not fit"},
+		{name: "offset past end", dir: ioOut, size: 1, count: 1, off: 3 * 4096, wantErr: "do not fit"},
+		{name: "offset overflows", dir: ioOut, size: 4, count: 4, off: ^uint64(0) - 3, wantErr: "do not fit"},
+		{name: "huge count", dir: ioOut, size: 4, count: ^uint32(0), off: 4096, wantErr: "do not fit"},
+		{name: "inside kvm_run", dir: ioOut, size: 1, count: 1, off: 40, wantErr: "do not fit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := fakeVCPU()
@@ -64,8 +64,8 @@ func TestIOExit(t *testing.T) {
 			if err != nil {
 				t.Fatalf("IO() error = %v", err)
 			}
-			if e.Direction != tc.dir || e.Size != tc.size || e.Port != 0x3f8 || e.Count != tc.count {
-				t.Errorf("IO() = dir %d size %d port %#x count %d, want %d %d 0x3f8 %d", e.Direction, e.Size, e.Port, e.Count, tc.dir, tc.size, tc.count)
+			if e.Out != (tc.dir == ioOut) || e.Size != tc.size || e.Port != 0x3f8 || e.Count != tc.count {
+				t.Errorf("IO() = out %v size %d port %#x count %d, want dir %d size %d port 0x3f8 count %d", e.Out, e.Size, e.Port, e.Count, tc.dir, tc.size, tc.count)
 			}
 			if got, want := len(e.Data), int(tc.size)*int(tc.count); got != want || cap(e.Data) != want {
 				t.Errorf("len/cap(Data) = %d/%d, want %d", got, cap(e.Data), want)
@@ -115,8 +115,8 @@ func TestOtherExits(t *testing.T) {
 
 	le.PutUint32(v.run[runSystemEventType:], SystemEventReset)
 	le.PutUint64(v.run[runSystemEventFlags:], 0x42)
-	if typ, flags := v.SystemEvent(); typ != SystemEventReset || flags != 0x42 {
-		t.Errorf("SystemEvent() = %d, %#x, want %d, 0x42", typ, flags, SystemEventReset)
+	if e := v.SystemEvent(); e.Type != SystemEventReset || e.Flags != 0x42 {
+		t.Errorf("SystemEvent() = %+v, want type %d flags 0x42", e, SystemEventReset)
 	}
 
 	le.PutUint32(v.run[runInternalSuberror:], InternalErrorEmulation)
@@ -124,15 +124,17 @@ func TestOtherExits(t *testing.T) {
 	for i := 0; i < runInternalMaxData; i++ {
 		le.PutUint64(v.run[runInternalData+8*i:], uint64(i+1))
 	}
-	sub, data := v.InternalError()
-	if sub != InternalErrorEmulation || len(data) != runInternalMaxData || data[0] != 1 || data[15] != 16 {
-		t.Errorf("InternalError() = %d, %v; want %d and 1..16", sub, data, InternalErrorEmulation)
+	ie := v.InternalError()
+	if ie.Suberror != InternalErrorEmulation || len(ie.Data) != runInternalMaxData || ie.Data[0] != 1 || ie.Data[15] != 16 {
+		t.Errorf("InternalError() = %v; want suberror %d and data 1..16", ie, InternalErrorEmulation)
+	}
+	if got := ie.String(); !strings.HasPrefix(got, "suberror 1, data [0x1 0x2 ") {
+		t.Errorf("InternalErrorExit.String() = %q", got)
 	}
 
 	le.PutUint64(v.run[runFailEntryReason:], 0x80000021)
-	le.PutUint32(v.run[runFailEntryCPU:], 3)
-	if reason, cpu := v.FailEntry(); reason != 0x80000021 || cpu != 3 {
-		t.Errorf("FailEntry() = %#x, %d, want 0x80000021, 3", reason, cpu)
+	if reason := v.FailEntry(); reason != 0x80000021 {
+		t.Errorf("FailEntry() = %#x, want 0x80000021", reason)
 	}
 
 	v.run[runEOIVector] = 0x31

@@ -75,10 +75,10 @@ func (s *System) VCPUMmapSize() (int, error) {
 	return ioctlInt(s.fd, kvmGetVCPUMmapSize, 0)
 }
 
-// createVMAttempts bounds the KVM_CREATE_VM EINTR retries: the kernel's
+// createVMRetries bounds the KVM_CREATE_VM EINTR retries: the kernel's
 // mm_take_all_locks() gives up with EINTR whenever a signal is pending, and
 // Go's runtime signals often are.
-const createVMAttempts = 5
+const createVMRetries = 5
 
 // CreateVM creates a VM (KVM_CREATE_VM, machine type 0). The caller owns the
 // returned VM and closes it. It requests AMX guest permission first where the
@@ -93,9 +93,9 @@ func (s *System) CreateVM() (*VM, error) {
 		return nil, fmt.Errorf("kvm: KVM_GET_VCPU_MMAP_SIZE: %d bytes is less than struct kvm_run (%d)", mmapSize, runPageMinSize)
 	}
 	var fd int
-	for attempt := 1; ; attempt++ {
+	for retries := 0; ; retries++ {
 		r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(s.fd), kvmCreateVM.num, 0)
-		if errno == unix.EINTR && attempt < createVMAttempts {
+		if errno == unix.EINTR && retries < createVMRetries {
 			continue
 		}
 		if errno != 0 {
