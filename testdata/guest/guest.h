@@ -56,6 +56,7 @@ extern u64 mapped_top;		/* end of the identity map */
 
 /* ---- uart.c ---- */
 void uart_init(void);			/* ring 3 */
+void uart_enable_irq(void);		/* ring 3, after the IOAPIC route */
 void uart_isr(void);			/* ring 0 */
 void uart_write(const char *s, usize n);	/* ring 3 */
 int uart_getc(void);			/* ring 3, blocks */

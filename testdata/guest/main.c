@@ -15,6 +15,7 @@ void bsp_user_main(u64 unused)
 	sys_outb(0xa1, 0xff);
 	uart_init();
 	ioapic_route(acpi.uart_gsi, VEC_UART, lapic_id(), acpi.uart_flags);
+	uart_enable_irq();
 	timer_start(TIMER_HZ);
 
 	print("chsnap-guest: ram %u MiB free %u MiB acpi %s cpus %u timer %u Hz (apic bus %u MHz)\r\n",

@@ -55,12 +55,23 @@ void uart_init(void)
 	sys_outb(COM1 + DLL, 1);	/* 115200 baud */
 	sys_outb(COM1 + DLM, 0);
 	sys_outb(COM1 + LCR, 0x03);	/* 8N1 */
-	sys_outb(COM1 + FCR, 0x07);	/* FIFO on, clear both, RX trigger 1 byte */
+	/*
+	 * FIFOs on, RX trigger at 1 byte. A 16550 resets its FIFOs when FIFO
+	 * mode changes, so input sent before the ready line may be lost.
+	 */
+	sys_outb(COM1 + FCR, 0x05);
 	if ((sys_inb(COM1 + IIR) & 0xc0) == 0xc0)
 		tx_burst = 16;
 	sys_outb(COM1 + MCR, 0x0b);	/* DTR | RTS | OUT2 (IRQ gate on PCs) */
-	(void)sys_inb(COM1 + LSR);
-	(void)sys_inb(COM1 + RBR);
+}
+
+/*
+ * uart_enable_irq turns on the receive interrupt. Call it after the IOAPIC
+ * pin is routed and unmasked: the pin is edge-triggered, and a rising edge
+ * while it was masked would be lost with the line left high.
+ */
+void uart_enable_irq(void)
+{
 	sys_outb(COM1 + IER, IER_RX);
 }
 
