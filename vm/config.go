@@ -1,0 +1,108 @@
+package vm
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// Limits on a VM's shape. MaxCPUs follows the xAPIC: APIC ids are 8 bits and
+// 0xFF is the broadcast id.
+const (
+	MaxCPUs       = 254
+	MinMemory     = 16 << 20
+	MaxMemory     = 1 << 40
+	DefaultMemory = 512 << 20
+)
+
+// ErrConfig marks an invalid VM configuration; the message says which field.
+var ErrConfig = errors.New("vm: invalid configuration")
+
+// Config describes a VM to boot. Kernel is the only required field.
+type Config struct {
+	// Kernel is the kernel image: a bzImage, or an ELF vmlinux with a PVH note.
+	Kernel []byte
+	// KernelPath names the kernel in messages.
+	KernelPath string
+	// Initrd is an optional initial ramdisk.
+	Initrd []byte
+	// Cmdline is the kernel command line.
+	Cmdline string
+	// CPUs is the number of vCPUs, 1 to MaxCPUs.
+	CPUs int
+	// Memory is guest RAM in bytes: a multiple of 2 MiB from MinMemory to MaxMemory.
+	Memory uint64
+	// KVMDevice is the KVM device node; empty means /dev/kvm.
+	KVMDevice string
+	// SerialOut receives the bytes the guest writes to its serial port;
+	// nil discards them. The VM does not close it.
+	SerialOut io.Writer
+	// SerialIn supplies bytes the guest reads from its serial port; nil
+	// means none. The VM reads it from its own goroutine and does not close it.
+	SerialIn io.Reader
+}
+
+// Validate checks every field without touching the system.
+func (c *Config) Validate() error {
+	if len(c.Kernel) == 0 {
+		return fmt.Errorf("%w: no kernel given", ErrConfig)
+	}
+	if c.CPUs < 1 || c.CPUs > MaxCPUs {
+		return fmt.Errorf("%w: %d vCPUs is outside 1..%d", ErrConfig, c.CPUs, MaxCPUs)
+	}
+	if c.Memory < MinMemory || c.Memory > MaxMemory {
+		return fmt.Errorf("%w: memory %s is outside %s..%s", ErrConfig, FormatSize(c.Memory), FormatSize(MinMemory), FormatSize(MaxMemory))
+	}
+	if c.Memory%(2<<20) != 0 {
+		return fmt.Errorf("%w: memory %d bytes is not a multiple of 2 MiB", ErrConfig, c.Memory)
+	}
+	return nil
+}
+
+// ParseSize parses a memory size such as "512M", "2G", "1536MiB" or "4096k".
+// Suffixes are binary (K=1024). A bare number means MiB, as with QEMU's -m.
+func ParseSize(s string) (uint64, error) {
+	t := strings.TrimSpace(s)
+	if t == "" {
+		return 0, fmt.Errorf("%w: empty size", ErrConfig)
+	}
+	upper := strings.ToUpper(t)
+	upper = strings.TrimSuffix(upper, "IB")
+	upper = strings.TrimSuffix(upper, "B")
+	shift := uint(20)
+	if n := len(upper); n > 0 {
+		switch upper[n-1] {
+		case 'K':
+			shift, upper = 10, upper[:n-1]
+		case 'M':
+			shift, upper = 20, upper[:n-1]
+		case 'G':
+			shift, upper = 30, upper[:n-1]
+		case 'T':
+			shift, upper = 40, upper[:n-1]
+		}
+	}
+	n, err := strconv.ParseUint(upper, 10, 64)
+	if err != nil || upper == "" {
+		return 0, fmt.Errorf("%w: %q is not a size (use e.g. 512M or 2G)", ErrConfig, s)
+	}
+	if n > (1<<63)>>shift {
+		return 0, fmt.Errorf("%w: size %q is too large", ErrConfig, s)
+	}
+	return n << shift, nil
+}
+
+// FormatSize renders a byte count with the largest binary unit that divides it.
+func FormatSize(n uint64) string {
+	for _, u := range []struct {
+		shift uint
+		name  string
+	}{{40, "T"}, {30, "G"}, {20, "M"}, {10, "K"}} {
+		if n != 0 && n%(1<<u.shift) == 0 {
+			return fmt.Sprintf("%d%s", n>>u.shift, u.name)
+		}
+	}
+	return fmt.Sprintf("%d bytes", n)
+}

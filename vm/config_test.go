@@ -1,0 +1,73 @@
+package vm
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want uint64
+		ok   bool
+	}{
+		{"512", 512 << 20, true},
+		{"512M", 512 << 20, true},
+		{"512MiB", 512 << 20, true},
+		{"512mb", 512 << 20, true},
+		{"2G", 2 << 30, true},
+		{"1T", 1 << 40, true},
+		{"4096K", 4 << 20, true},
+		{"", 0, false},
+		{"M", 0, false},
+		{"-1G", 0, false},
+		{"1.5G", 0, false},
+		{"12X", 0, false},
+		{"99999999999999999999G", 0, false},
+		{"9000000000000T", 0, false},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseSize(tc.in)
+			if (err == nil) != tc.ok {
+				t.Fatalf("ParseSize(%q) = %d, %v; want ok=%v", tc.in, got, err, tc.ok)
+			}
+			if err != nil && !errors.Is(err, ErrConfig) {
+				t.Errorf("error %v is not ErrConfig", err)
+			}
+			if got != tc.want {
+				t.Errorf("ParseSize(%q) = %d, want %d", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	good := Config{Kernel: []byte{1}, CPUs: 1, Memory: 512 << 20}
+	if err := good.Validate(); err != nil {
+		t.Fatalf("valid config rejected: %v", err)
+	}
+	for name, mut := range map[string]func(*Config){
+		"no kernel":   func(c *Config) { c.Kernel = nil },
+		"zero cpus":   func(c *Config) { c.CPUs = 0 },
+		"255 cpus":    func(c *Config) { c.CPUs = 255 },
+		"tiny memory": func(c *Config) { c.Memory = 1 << 20 },
+		"odd memory":  func(c *Config) { c.Memory = 513 << 20 },
+		"huge memory": func(c *Config) { c.Memory = 2 << 40 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := good
+			mut(&c)
+			if err := c.Validate(); !errors.Is(err, ErrConfig) {
+				t.Errorf("Validate() = %v, want ErrConfig", err)
+			}
+		})
+	}
+}
+
+func TestFormatSize(t *testing.T) {
+	for in, want := range map[uint64]string{512 << 20: "512M", 2 << 30: "2G", 1536 << 20: "1536M", 1000: "1000 bytes", 0: "0 bytes"} {
+		if got := FormatSize(in); got != want {
+			t.Errorf("FormatSize(%d) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,85 @@
+package vm
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/chsnap/chsnap/devstate"
+	"github.com/chsnap/chsnap/kvmstate"
+)
+
+// ISA interrupt lines of the legacy devices. With the in-kernel irqchip's
+// default routing, GSI n is IOAPIC pin n (and PIC line n below 16).
+const (
+	serialGSI   = 4
+	keyboardGSI = 1
+)
+
+// devices is the VM's device set and the buses that route exits to it.
+type devices struct {
+	ports  portBus
+	serial *devstate.Serial
+	i8042  *devstate.I8042
+	power  *devstate.Power
+	cmos   *devstate.CMOS
+}
+
+// irqLine drives one GSI of the in-kernel irqchip.
+type irqLine struct {
+	vm  *kvmstate.VM
+	gsi uint32
+}
+
+// Set implements devstate.IRQ with KVM_IRQ_LINE.
+func (l irqLine) Set(level bool) error { return l.vm.IRQLine(l.gsi, level) }
+
+func newDevices(v *VM) (*devices, error) {
+	d := &devices{}
+	d.serial = devstate.NewSerial(devstate.SerialDeps{
+		IRQ: irqLine{v.kvm, serialGSI},
+		Out: v.cfg.SerialOut,
+	})
+	d.i8042 = devstate.NewI8042(devstate.I8042Deps{
+		Reset:  func() { v.stop(ExitReboot, nil) },
+		KbdIRQ: irqLine{v.kvm, keyboardGSI},
+	})
+	d.power = devstate.NewPower(devstate.PowerDeps{
+		PowerOff: func() { v.stop(ExitPowerOff, nil) },
+		Reset:    func() { v.stop(ExitReboot, nil) },
+	})
+	d.cmos = devstate.NewCMOS(devstate.CMOSDeps{MemoryBytes: v.cfg.Memory})
+	for _, r := range []struct {
+		base, n uint16
+		dev     devstate.PortIO
+	}{
+		{d.serial.Base(), devstate.SerialPorts, d.serial},
+		{devstate.I8042DataPort, 1, d.i8042},
+		{devstate.I8042CommandPort, 1, d.i8042},
+		{devstate.PowerPort, devstate.PowerPorts, d.power},
+		{devstate.CMOSIndexPort, devstate.CMOSPorts, d.cmos},
+	} {
+		if err := d.ports.add(r.base, r.n, r.dev); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// mmioRead serves an MMIO read nothing claims: all ones, as from an empty bus.
+func (d *devices) mmioRead(addr uint64, data []byte) {
+	for i := range data {
+		data[i] = 0xFF
+	}
+}
+
+// mmioWrite drops an MMIO write nothing claims.
+func (d *devices) mmioWrite(addr uint64, data []byte) {}
+
+// close releases the devices: the serial's blocked host writers are woken.
+func (d *devices) close() error {
+	var errs []error
+	if err := d.serial.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close serial: %w", err))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,149 @@
+package vm
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/chsnap/chsnap/kvmstate"
+)
+
+// vcpu is one virtual CPU and the goroutine that owns it.
+//
+// The goroutine is locked to its OS thread for its whole life (never
+// unlocked, so the thread dies with it): the vCPU fd is created, configured
+// and run on that thread, as api.rst recommends and kvm_pvm needs (a vCPU
+// ioctl from another thread blocks while the vCPU is in KVM_RUN).
+//
+// Other goroutines reach the vCPU only through do(), which posts a closure to
+// the mailbox and kicks the thread: immediate_exit is set in the run page and
+// a signal is sent to the thread, so a kick that lands just before KVM_RUN is
+// not lost (KVM_RUN then returns EINTR at once) and one that lands inside
+// KVM_RUN interrupts it.
+type vcpu struct {
+	id int
+	vm *VM
+	mu sync.Mutex
+	// cpu is owned by the thread; nil until created and again once closed.
+	// Only the thread writes it, always under mu; other goroutines read it
+	// under mu (kick), so a kick never touches an unmapped run page.
+	cpu     *kvmstate.VCPU
+	tid     int      // OS thread id; guarded by mu
+	mailbox []func() // guarded by mu
+
+	exited chan struct{}
+}
+
+// errStop ends a vCPU loop without error.
+var errStop = errors.New("vm: vCPU stopped")
+
+// kickSignal interrupts KVM_RUN. The Go runtime already expects stray SIGURG
+// (it uses it for preemption) and installs a handler for it, so sending it
+// to a vCPU thread is harmless and makes KVM_RUN return EINTR.
+const kickSignal = unix.SIGURG
+
+// do runs fn on the vCPU's thread at the next quiet point (between KVM_RUN
+// calls, after any pending I/O has been completed by a re-entry).
+func (c *vcpu) do(fn func()) {
+	c.mu.Lock()
+	c.mailbox = append(c.mailbox, fn)
+	c.mu.Unlock()
+	c.kick()
+}
+
+// kick makes the vCPU leave (or not enter) KVM_RUN soon.
+func (c *vcpu) kick() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cpu == nil {
+		return // not created yet (it drains the mailbox before running) or gone
+	}
+	c.cpu.SetImmediateExit(true)
+	// ESRCH means the thread is gone, which is fine for a kick.
+	_ = unix.Tgkill(os.Getpid(), c.tid, kickSignal)
+}
+
+// drain runs every queued closure, including any posted while it runs.
+func (c *vcpu) drain() {
+	for {
+		c.mu.Lock()
+		q := c.mailbox
+		c.mailbox = nil
+		c.mu.Unlock()
+		if len(q) == 0 {
+			return
+		}
+		for _, fn := range q {
+			fn()
+		}
+	}
+}
+
+// thread is the vCPU goroutine. It creates and configures the vCPU, reports
+// on ready, waits for start, then runs until the VM stops.
+func (c *vcpu) thread(ready chan<- error, start <-chan struct{}) {
+	runtime.LockOSThread() // never unlocked: the thread belongs to this vCPU
+	defer close(c.exited)
+	cpu, err := c.vm.kvm.CreateVCPU(c.id)
+	if err != nil {
+		ready <- fmt.Errorf("create vCPU %d: %w", c.id, err)
+		return
+	}
+	c.mu.Lock()
+	c.cpu, c.tid = cpu, unix.Gettid()
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.cpu = nil
+		c.mu.Unlock()
+		if err := cpu.Close(); err != nil {
+			c.vm.logf("vCPU %d: close: %v", c.id, err)
+		}
+	}()
+	if err := c.vm.configureVCPU(c.id, cpu); err != nil {
+		ready <- fmt.Errorf("configure vCPU %d: %w", c.id, err)
+		return
+	}
+	ready <- nil
+	select {
+	case <-start:
+	case <-c.vm.stopping:
+		return
+	}
+	c.drain() // requests posted before the thread could be kicked
+	err = c.loop()
+	if err != nil && !errors.Is(err, errStop) {
+		c.vm.stop(0, fmt.Errorf("vCPU %d: %w", c.id, err))
+	}
+}
+
+// loop is the KVM_RUN loop. The mailbox is only looked at after KVM_RUN
+// returned EINTR: an exit we handled is always followed by another KVM_RUN,
+// which completes the pending port or MMIO access before the guest state is
+// looked at (api.rst, the note under KVM_EXIT_MMIO), and an immediate_exit
+// set by a kick makes that re-entry return without running guest code.
+func (c *vcpu) loop() error {
+	for {
+		err := c.cpu.Run()
+		if err != nil {
+			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+				// Clear before draining, so a kick posted after this point
+				// sets it again and is seen by the next KVM_RUN.
+				c.cpu.SetImmediateExit(false)
+				c.drain()
+				if c.vm.isStopping() {
+					return errStop
+				}
+				continue
+			}
+			return fmt.Errorf("KVM_RUN: %w", err)
+		}
+		if err := c.vm.handleExit(c); err != nil {
+			return err
+		}
+	}
+}

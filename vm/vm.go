@@ -1,0 +1,326 @@
+package vm
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chsnap/chsnap/kvmstate"
+	"github.com/chsnap/chsnap/memdump"
+)
+
+// Fixed addresses of the KVM-private pages Intel hosts need: three pages for
+// the TSS and one for the identity map, just below the BIOS area under
+// 4 GiB, in the MMIO hole, so they never overlap a RAM slot.
+const (
+	tssAddr         = 0xFFFB_D000
+	identityMapAddr = 0xFFFB_C000
+)
+
+// ErrClosed is returned by methods called on a closed VM.
+var ErrClosed = errors.New("vm: closed")
+
+// ExitReason says how a guest ended.
+type ExitReason int
+
+// How a guest ended.
+const (
+	// ExitPowerOff: the guest powered itself off (ACPI S5).
+	ExitPowerOff ExitReason = iota + 1
+	// ExitReboot: the guest asked for a reset (i8042, ACPI reset register or
+	// a KVM system event). chsnap ends the run rather than rebooting.
+	ExitReboot
+	// ExitStopped: the host stopped the VM (Stop or a signal).
+	ExitStopped
+)
+
+// String names the reason for messages.
+func (r ExitReason) String() string {
+	switch r {
+	case ExitPowerOff:
+		return "power-off"
+	case ExitReboot:
+		return "reboot"
+	case ExitStopped:
+		return "stopped"
+	}
+	return fmt.Sprintf("ExitReason(%d)", int(r))
+}
+
+// VM is a running virtual machine: the KVM VM, its guest RAM, devices and
+// vCPU threads. VM owns all of them and releases them in Close, once.
+type VM struct {
+	cfg Config
+
+	sys *kvmstate.System
+	kvm *kvmstate.VM
+	mem *memdump.Memory
+	dev *devices
+
+	cpuid []kvmstate.CPUIDEntry // KVM_GET_SUPPORTED_CPUID, read once per VM
+	entry bootEntry
+
+	cpus  []*vcpu
+	start chan struct{}
+
+	stopping chan struct{} // closed by stop
+	stopOnce sync.Once
+	reason   ExitReason // written once in stop, before stopping is closed
+	err      error      // ditto
+
+	pauseMu sync.Mutex
+	paused  bool // guarded by pauseMu
+	resume  chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New creates a VM from cfg, ready to Run: KVM objects, guest RAM with the
+// kernel, command line, boot structures and ACPI tables in place, devices,
+// and one configured vCPU per CPU. On error everything created so far is
+// released.
+func New(cfg Config) (_ *VM, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	v := &VM{cfg: cfg, start: make(chan struct{}), stopping: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			v.stop(ExitStopped, nil)
+			v.release()
+		}
+	}()
+	dev := cfg.KVMDevice
+	if dev == "" {
+		dev = "/dev/kvm"
+	}
+	if v.sys, err = kvmstate.Open(dev); err != nil {
+		return nil, err
+	}
+	if v.cpuid, err = v.sys.SupportedCPUID(); err != nil {
+		return nil, fmt.Errorf("read supported CPUID: %w", err)
+	}
+	if v.kvm, err = v.sys.CreateVM(); err != nil {
+		return nil, fmt.Errorf("create VM: %w", err)
+	}
+	// Both addresses must be set before any vCPU exists (api.rst §4.36, §4.40).
+	if err := v.kvm.SetIdentityMapAddr(identityMapAddr); err != nil {
+		return nil, err
+	}
+	if err := v.kvm.SetTSSAddr(tssAddr); err != nil {
+		return nil, err
+	}
+	// The irqchip must precede vCPU creation.
+	if err := v.kvm.CreateIRQChip(); err != nil {
+		return nil, err
+	}
+	if err := v.kvm.CreatePIT2(kvmstate.PITSpeakerDummy); err != nil {
+		return nil, err
+	}
+	if v.mem, err = memdump.New("chsnap-guest-ram", cfg.Memory); err != nil {
+		return nil, err
+	}
+	for i, r := range v.mem.Regions() {
+		if err := v.kvm.SetUserMemoryRegion(uint32(i), 0, r.GPA, v.mem.Bytes()[r.Offset:r.Offset+r.Size]); err != nil {
+			return nil, fmt.Errorf("register guest RAM slot %d: %w", i, err)
+		}
+	}
+	if v.entry, err = loadGuest(v.mem, cfg); err != nil {
+		return nil, err
+	}
+	if v.dev, err = newDevices(v); err != nil {
+		return nil, err
+	}
+	if err := v.createVCPUs(); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// createVCPUs starts one thread per vCPU; each creates and configures its
+// vCPU in parallel with the others and then waits for Run.
+func (v *VM) createVCPUs() error {
+	ready := make(chan error, v.cfg.CPUs)
+	for id := 0; id < v.cfg.CPUs; id++ {
+		c := &vcpu{id: id, vm: v, exited: make(chan struct{})}
+		v.cpus = append(v.cpus, c)
+		go c.thread(ready, v.start)
+	}
+	var errs []error
+	for range v.cfg.CPUs {
+		if err := <-ready; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Run starts the vCPUs and the serial input pump and blocks until the guest
+// powers off, asks for a reset, fails, or Stop is called.
+func (v *VM) Run() (ExitReason, error) {
+	select {
+	case <-v.stopping:
+		return v.reason, v.err
+	default:
+	}
+	close(v.start)
+	if v.cfg.SerialIn != nil {
+		go v.pumpSerialInput(v.cfg.SerialIn)
+	}
+	<-v.stopping
+	return v.reason, v.err
+}
+
+// pumpSerialInput copies host bytes into the UART until the input ends or
+// the VM stops. The serial device blocks the copy while its FIFO is full.
+func (v *VM) pumpSerialInput(r io.Reader) {
+	_, err := io.Copy(v.dev.serial, r)
+	if err != nil && !v.isStopping() {
+		v.logf("serial input: %v", err)
+	}
+}
+
+// Stop ends the VM from the host side; Run returns ExitStopped.
+func (v *VM) Stop() { v.stop(ExitStopped, nil) }
+
+// stop records the first reason the VM ends and wakes Run and every vCPU.
+// It is safe to call from any goroutine, many times.
+func (v *VM) stop(reason ExitReason, err error) {
+	v.stopOnce.Do(func() {
+		v.reason, v.err = reason, err
+		close(v.stopping)
+		for _, c := range v.cpus {
+			c.kick()
+		}
+	})
+}
+
+func (v *VM) isStopping() bool {
+	select {
+	case <-v.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// Pause stops every vCPU at a quiet point (any pending port or MMIO access
+// completed) and returns once all have acknowledged, or fails naming the
+// vCPUs that did not answer within timeout.
+func (v *VM) Pause(timeout time.Duration) error {
+	v.pauseMu.Lock()
+	defer v.pauseMu.Unlock()
+	if v.isStopping() {
+		return ErrClosed
+	}
+	if v.paused {
+		return nil
+	}
+	v.resume = make(chan struct{})
+	resume := v.resume
+	acks := make(chan int, len(v.cpus))
+	for _, c := range v.cpus {
+		c.do(func() {
+			acks <- c.id
+			select {
+			case <-resume:
+			case <-v.stopping:
+			}
+		})
+	}
+	if err := v.waitAll(acks, timeout, "pause"); err != nil {
+		close(resume)
+		return err
+	}
+	v.paused = true
+	return nil
+}
+
+// Resume lets paused vCPUs run again.
+func (v *VM) Resume() error {
+	v.pauseMu.Lock()
+	defer v.pauseMu.Unlock()
+	if !v.paused {
+		return nil
+	}
+	close(v.resume)
+	v.paused = false
+	return nil
+}
+
+// waitAll collects one acknowledgement per vCPU or names the missing ones.
+func (v *VM) waitAll(acks <-chan int, timeout time.Duration, what string) error {
+	got := make(map[int]bool)
+	deadline := time.After(timeout)
+	for len(got) < len(v.cpus) {
+		select {
+		case id := <-acks:
+			got[id] = true
+		case <-v.stopping:
+			return ErrClosed
+		case <-deadline:
+			var missing []string
+			for _, c := range v.cpus {
+				if !got[c.id] {
+					missing = append(missing, fmt.Sprint(c.id))
+				}
+			}
+			return fmt.Errorf("vm: %s: vCPU %s did not answer within %v", what, strings.Join(missing, ", "), timeout)
+		}
+	}
+	return nil
+}
+
+// Close stops the VM if it runs, waits for the vCPU threads (naming any that
+// do not exit within a deadline), then releases devices, the VM, guest RAM
+// and /dev/kvm, in reverse order of creation. A second call returns ErrClosed.
+func (v *VM) Close() error {
+	err := ErrClosed
+	v.closeOnce.Do(func() {
+		v.stop(ExitStopped, nil)
+		v.closeErr = v.release()
+		err = v.closeErr
+	})
+	return err
+}
+
+// release tears everything down; used by Close and by a failed New.
+func (v *VM) release() error {
+	var errs []error
+	deadline := time.After(5 * time.Second)
+	for _, c := range v.cpus {
+		select {
+		case <-c.exited:
+		case <-deadline:
+			errs = append(errs, fmt.Errorf("vm: vCPU %d did not exit within 5s", c.id))
+		}
+	}
+	if len(errs) > 0 {
+		// A vCPU thread still holds the VM and guest RAM: freeing them under it
+		// would crash. Leave them to process exit.
+		return errors.Join(errs...)
+	}
+	if v.dev != nil {
+		errs = append(errs, v.dev.close())
+	}
+	if v.kvm != nil {
+		errs = append(errs, v.kvm.Close())
+	}
+	if v.mem != nil {
+		errs = append(errs, v.mem.Close())
+	}
+	if v.sys != nil {
+		errs = append(errs, v.sys.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// logf reports a problem that does not stop the VM.
+func (v *VM) logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "chsnap: "+format+"\n", args...)
+}
