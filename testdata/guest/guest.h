@@ -50,7 +50,7 @@ struct trap_frame {
 };
 extern volatile u64 ticks;	/* LAPIC timer ticks on the BSP */
 extern u64 lapic_base;		/* xAPIC MMIO base, from the MADT */
-extern u32 ap_boot_cpu;		/* CPU slot of the AP being started */
+extern u32 ap_next_slot;	/* next free CPU slot; APs claim it in head.S */
 extern u8 *boot_params;		/* as handed over by the loader */
 extern u64 mapped_top;		/* end of the identity map */
 

@@ -98,8 +98,8 @@ startup_64:
 ap_entry64:
 	/*
 	 * APs arrive here from the trampoline in long mode on our page
-	 * tables. ap_boot_cpu says which CPU slot this is (the BSP starts
-	 * one AP at a time).
+	 * tables. Each claims the next CPU slot (its stacks and TSS), so even
+	 * an AP that starts late, after the BSP gave up on it, gets its own.
 	 */
 	lgdt gdt_desc(%rip)
 	movl $SEL_KDATA, %eax
@@ -109,7 +109,10 @@ ap_entry64:
 	xorl %eax, %eax
 	movl %eax, %fs
 	movl %eax, %gs
-	movl ap_boot_cpu(%rip), %edi
+	movl $1, %edi
+	lock xaddl %edi, ap_next_slot(%rip)
+	cmpl $MAX_CPUS, %edi
+	jae 2f
 	movl %edi, %eax
 	incl %eax
 	imull $KSTACK_SIZE, %eax

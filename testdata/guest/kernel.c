@@ -38,7 +38,7 @@ extern void enter_user(void (*fn)(u64), u64 stack_top, u64 arg) __attribute__((n
 
 volatile u64 ticks;
 u64 lapic_base = 0xfee00000;
-u32 ap_boot_cpu;
+u32 ap_next_slot = 1;
 u8 *boot_params;
 u64 mapped_top;
 

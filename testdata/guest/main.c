@@ -14,9 +14,11 @@ void bsp_user_main(u64 unused)
 	sys_outb(0x21, 0xff);
 	sys_outb(0xa1, 0xff);
 	uart_init();
-	ioapic_route(acpi.uart_gsi, VEC_UART, lapic_id(), acpi.uart_flags);
+	int routed = ioapic_route(acpi.uart_gsi, VEC_UART, lapic_id(), acpi.uart_flags);
 	uart_enable_irq();
 	timer_start(TIMER_HZ);
+	if (routed < 0)
+		print("chsnap-guest: no IOAPIC serves GSI %u: serial input will not work\r\n", (u64)acpi.uart_gsi);
 
 	print("chsnap-guest: ram %u MiB free %u MiB acpi %s cpus %u timer %u Hz (apic bus %u MHz)\r\n",
 	      bootinfo.ram_bytes >> 20, bootinfo.free_bytes >> 20, acpi.found ? "yes" : "no",

@@ -1,11 +1,12 @@
 /*
  * smp.c: starting the APs listed in the MADT (ring 3: the ICR is MMIO).
  *
- * One AP at a time: the BSP copies the trampoline to TRAMP_BASE, names the
- * CPU slot in ap_boot_cpu, sends INIT then SIPI (again after ~20 ms if the
- * AP has not checked in), and waits up to ~1 s. KVM and QEMU need none of
- * the real-hardware INIT/SIPI delays. A started AP goes through
- * ap_entry64/ap_main in ring 0 and idles in ring 3 in ap_user_main.
+ * One AP at a time: the BSP copies the trampoline to TRAMP_BASE, sends INIT
+ * then SIPI (again after ~20 ms if the AP has not checked in), and waits up
+ * to ~1 s for cpus_online to grow. KVM and QEMU need none of the
+ * real-hardware INIT/SIPI delays. A started AP goes through ap_entry64
+ * (which gives it a CPU slot) and ap_main in ring 0 and idles in ring 3 in
+ * ap_user_main.
  */
 #include "guest.h"
 #include "syscall.h"
@@ -14,13 +15,12 @@ extern u8 tramp_start[], tramp_end[], tramp_cr3[];
 extern u64 pml4[];
 
 volatile u32 cpus_online = 1;
-static volatile u32 cpu_started[MAX_CPUS];
 static volatile u64 idle_word;	/* never changes: APs sleep on it */
 
-static int wait_started(u32 cpu, u64 nticks)
+static int wait_online(u32 before, u64 nticks)
 {
 	u64 until = ticks + nticks;
-	while (!cpu_started[cpu]) {
+	while (cpus_online == before) {
 		if (ticks >= until)
 			return 0;
 		cpu_relax();
@@ -35,25 +35,24 @@ void smp_boot(void)
 	u32 cr3 = (u32)(u64)pml4;
 	memcpy((u8 *)TRAMP_BASE + (tramp_cr3 - tramp_start), &cr3, 4);
 
-	for (u32 cpu = 1; cpu < acpi.ncpus; cpu++) {
-		u32 id = acpi.apic_ids[cpu];
-		ap_boot_cpu = cpu;
-		barrier();
+	for (u32 i = 1; i < acpi.ncpus; i++) {
+		u32 id = acpi.apic_ids[i];
+		u32 before = cpus_online;
 		lapic_ipi(id, 0x4500);			/* INIT, assert */
 		lapic_ipi(id, 0x4600 | TRAMP_SIPI_VEC);	/* STARTUP */
-		if (!wait_started(cpu, 2)) {
+		if (!wait_online(before, 2)) {
 			lapic_ipi(id, 0x4600 | TRAMP_SIPI_VEC);
-			if (!wait_started(cpu, 100))
-				print("chsnap-guest: cpu %u (apic id %u) did not start\r\n", (u64)cpu, (u64)id);
+			if (!wait_online(before, 100))
+				print("chsnap-guest: cpu with apic id %u did not start\r\n", (u64)id);
 		}
 	}
 }
 
 void ap_user_main(u64 cpu)
 {
+	(void)cpu;
 	lapic_enable();
 	__atomic_fetch_add(&cpus_online, 1, __ATOMIC_SEQ_CST);
-	cpu_started[cpu] = 1;
 	for (;;)
 		sys_wait(&idle_word, 0);
 }
