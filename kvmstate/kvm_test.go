@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -487,5 +488,110 @@ func TestRun(t *testing.T) {
 	v.SetImmediateExit(false)
 	if v.ImmediateExit() {
 		t.Error("ImmediateExit() still set after clearing")
+	}
+}
+
+// TestSaveRestore saves a vCPU and its VM, restores both into a second VM,
+// and saves again: everything but time must come back equal.
+func TestSaveRestore(t *testing.T) {
+	s := openKVM(t)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	supported, err := s.SupportedCPUID()
+	if err != nil {
+		t.Fatalf("SupportedCPUID: %v", err)
+	}
+	index, err := s.MSRIndexList()
+	if err != nil {
+		t.Fatalf("MSRIndexList: %v", err)
+	}
+
+	srcVM := newVM(t, s, true)
+	src := newVCPU(t, srcVM)
+	if err := src.SetCPUID2(supported); err != nil {
+		t.Fatalf("SetCPUID2: %v", err)
+	}
+	msrs, err := src.ReadableMSRs(append(slices.Clone(index), 0xdeadbeef))
+	if err != nil {
+		t.Fatalf("ReadableMSRs: %v", err)
+	}
+	if slices.Contains(msrs, 0xdeadbeef) || len(msrs) == 0 {
+		t.Errorf("ReadableMSRs kept an unknown msr or dropped all (%d of %d)", len(msrs), len(index)+1)
+	}
+	if err := src.SetRegs(&Regs{RAX: 1, RBX: 2, RIP: 0x1000, RFLAGS: 0x202}); err != nil {
+		t.Fatalf("SetRegs: %v", err)
+	}
+	if err := src.SetMSRs([]MSREntry{{Index: 0xc0000082, Data: 0xffffffff81200000}}); err != nil {
+		t.Fatalf("SetMSRs: %v", err)
+	}
+	if err := srcVM.IRQLine(3, true); err != nil { // leaves IRR state in the PIC and IOAPIC
+		t.Fatalf("IRQLine: %v", err)
+	}
+
+	vst, err := srcVM.SaveState()
+	if err != nil {
+		t.Fatalf("VM SaveState: %v", err)
+	}
+	cst, err := src.SaveState(msrs)
+	if err != nil {
+		t.Fatalf("VCPU SaveState: %v", err)
+	}
+
+	dstVM := newVM(t, s, true)
+	dst, err := dstVM.CreateVCPU(0)
+	if err != nil {
+		t.Fatalf("CreateVCPU on the second VM: %v", err)
+	}
+	defer dst.Close()
+	if err := dst.RestoreState(&cst); err != nil {
+		t.Fatalf("VCPU RestoreState: %v", err)
+	}
+	if err := dstVM.RestoreState(&vst, false); err != nil {
+		t.Fatalf("VM RestoreState: %v", err)
+	}
+
+	vst2, err := dstVM.SaveState()
+	if err != nil {
+		t.Fatalf("VM SaveState after restore: %v", err)
+	}
+	cst2, err := dst.SaveState(msrs)
+	if err != nil {
+		t.Fatalf("VCPU SaveState after restore: %v", err)
+	}
+
+	if cst2.Regs != cst.Regs || cst2.Sregs != cst.Sregs || cst2.MPState != cst.MPState ||
+		cst2.XCRS != cst.XCRS || cst2.DebugRegs != cst.DebugRegs || cst2.LAPIC != cst.LAPIC ||
+		cst2.Events != cst.Events || cst2.TSCKHz != cst.TSCKHz {
+		t.Errorf("vcpu state differs after restore:\n got %+v\nwant %+v", cst2, cst)
+	}
+	if !bytes.Equal(cst2.XSAVE, cst.XSAVE) {
+		t.Error("xsave differs after restore")
+	}
+	if len(cst2.CPUID) != len(cst.CPUID) {
+		t.Errorf("cpuid has %d entries after restore, %d before", len(cst2.CPUID), len(cst.CPUID))
+	}
+	if len(cst2.MSRs) != len(cst.MSRs) {
+		t.Fatalf("%d msrs after restore, %d before", len(cst2.MSRs), len(cst.MSRs))
+	}
+	for i, e := range cst.MSRs {
+		switch e.Index {
+		case msrIA32TSC, msrIA32TSCDeadline, 0x40000010, 0x40000020:
+			continue // time moved on (the last two: Hyper-V VP runtime and reference counter, read-only)
+		}
+		if cst2.MSRs[i] != e {
+			t.Errorf("msr %#x = %#x after restore, %#x before", e.Index, cst2.MSRs[i].Data, e.Data)
+		}
+	}
+	if vst2.IRQChips != vst.IRQChips {
+		t.Errorf("irqchips differ after restore:\n got %+v\nwant %+v", vst2.IRQChips, vst.IRQChips)
+	}
+	for i := range vst.PIT.Channels {
+		vst.PIT.Channels[i].CountLoadTime, vst2.PIT.Channels[i].CountLoadTime = 0, 0
+	}
+	if vst2.PIT != vst.PIT {
+		t.Errorf("pit differs after restore:\n got %+v\nwant %+v", vst2.PIT, vst.PIT)
+	}
+	if d := int64(vst2.Clock.Clock - vst.Clock.Clock); d < 0 || d > 1e9 {
+		t.Errorf("kvmclock moved by %d ns across restore, want 0–1 s", d)
 	}
 }

@@ -1,6 +1,7 @@
 package kvmstate
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 )
@@ -294,4 +295,30 @@ func (v *VCPU) SetTSCKHz(khz uint32) error {
 	}
 	_, err := ioctlInt(v.fd, kvmSetTSCKHz, uintptr(khz))
 	return err
+}
+
+// ReadableMSRs returns the indices this vCPU lets KVM_GET_MSRS read, in
+// order, dropping each one the kernel refuses. KVM_GET_MSR_INDEX_LIST can
+// name MSRs that a given CPUID or host does not support; probe the list once
+// per VM (after SetCPUID2) and save that. It issues at most one extra
+// KVM_GET_MSRS per refused MSR.
+func (v *VCPU) ReadableMSRs(indices []uint32) ([]uint32, error) {
+	out := make([]uint32, 0, len(indices))
+	rest := indices
+	for len(rest) > 0 {
+		got, err := v.MSRs(rest)
+		for _, e := range got {
+			out = append(out, e.Index)
+		}
+		var me *MSRError
+		if err == nil {
+			break
+		}
+		if !errors.As(err, &me) {
+			return nil, err
+		}
+		// got holds the MSRs before the refused one; skip that one.
+		rest = rest[len(got)+1:]
+	}
+	return out, nil
 }
