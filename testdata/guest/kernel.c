@@ -142,9 +142,10 @@ static void cpu_init(u32 cpu)
 	__asm__ __volatile__("ltr %w0" ::"r"((u16)(SEL_TSS0 + 16 * cpu)));
 }
 
+/* user_stack_top is where ring 3 starts: as if just called (RSP = 8 mod 16). */
 static u64 user_stack_top(u32 cpu)
 {
-	return (u64)ustacks + (cpu + 1) * (u64)USTACK_SIZE;
+	return (u64)ustacks + (cpu + 1) * (u64)USTACK_SIZE - 8;
 }
 
 void kmain(u8 *bp)
