@@ -231,3 +231,33 @@ func TestGetDirtyLogChecksBitmap(t *testing.T) {
 		t.Errorf("GetDirtyLog of an unknown slot = %v, want a refusal", err)
 	}
 }
+
+// FuzzExitDecoders feeds arbitrary exit-union bytes to the decoders: none may
+// panic, and every view they return must have the length the header claims.
+func FuzzExitDecoders(f *testing.F) {
+	page := make([]byte, runPageMinSize)
+	putIO(page, ioOut, 1, 0x3f8, 1, 4096) // a valid one-byte OUT
+	f.Add(page[runIODirection:runIODirection+64], uint64(4096))
+	f.Add(make([]byte, 64), ^uint64(0))
+	f.Fuzz(func(t *testing.T, union []byte, dataOffset uint64) {
+		v := fakeVCPU()
+		copy(v.run[runIODirection:runIODirection+64], union)
+		binary.LittleEndian.PutUint64(v.run[runIODataOffset:], dataOffset)
+		if e, err := v.IO(); err == nil {
+			if len(e.Data) != int(e.Size)*int(e.Count) || len(e.Data) == 0 {
+				t.Errorf("IO() data %d bytes for size %d count %d", len(e.Data), e.Size, e.Count)
+			}
+		}
+		copy(v.run[runIODirection:runIODirection+64], union)
+		if e, err := v.MMIO(); err == nil {
+			if n := binary.LittleEndian.Uint32(v.run[runMMIOLen:]); len(e.Data) != int(n) || n == 0 || n > 8 {
+				t.Errorf("MMIO() data %d bytes for len %d", len(e.Data), n)
+			}
+		}
+		if e := v.InternalError(); len(e.Data) > runInternalMaxData {
+			t.Errorf("InternalError() returned %d data words", len(e.Data))
+		}
+		_ = v.SystemEvent()
+		_ = v.FailEntry()
+	})
+}
