@@ -19,7 +19,7 @@
 #                       crashed the L1 kernel (stale int3 from text patching, see README.md)
 #   NESTED_MEM          memory of the L1 guest (default 2G)
 #   NESTED_TIMEOUT      seconds before QEMU is killed (default 600)
-#   NESTED_KERNEL       bzimage (default) or vmlinux (PVH entry; skips in-guest decompression)
+#   NESTED_KERNEL       vmlinux (default; PVH entry, skips in-guest decompression) or bzimage
 #   NESTED_VERBOSE=1    show the kernel log on the console (no "quiet")
 set -euo pipefail
 
@@ -138,7 +138,7 @@ quote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 (cd "$run/tree" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) >"$run/extra.cpio"
 cat "$base" "$run/extra.cpio" >"$run/initrd.cpio"
 
-case "${NESTED_KERNEL:-bzimage}" in
+case "${NESTED_KERNEL:-vmlinux}" in
 bzimage) kernel="$kdir/vmlinuz" ;;
 vmlinux) kernel="$kdir/vmlinux" ;;
 *) die "NESTED_KERNEL must be bzimage or vmlinux, not ${NESTED_KERNEL}" ;;
