@@ -33,13 +33,15 @@ func (vm *VM) SetUserMemoryRegion(slot, flags uint32, gpa uint64, mem []byte) er
 			return fmt.Errorf("kvm: KVM_SET_USER_MEMORY_REGION: slot %d: host address %#x is not page-aligned", slot, r.userspaceAddr)
 		}
 	}
+	// Held across the ioctl so that GetDirtyLog never sizes a bitmap for a
+	// slot that is being replaced.
+	vm.slotsMu.Lock()
+	defer vm.slotsMu.Unlock()
 	_, err := ioctlPtr(vm.fd, kvmSetUserMemoryRegion, r)
 	runtime.KeepAlive(mem)
 	if err != nil {
 		return fmt.Errorf("slot %d at gpa %#x (%d bytes): %w", slot, gpa, len(mem), err)
 	}
-	vm.slotsMu.Lock()
-	defer vm.slotsMu.Unlock()
 	if len(mem) == 0 {
 		delete(vm.slotPages, slot)
 	} else {
@@ -65,6 +67,11 @@ type dirtyLog struct {
 func (vm *VM) DirtyLogWords(slot uint32) int {
 	vm.slotsMu.Lock()
 	defer vm.slotsMu.Unlock()
+	return vm.dirtyLogWordsLocked(slot)
+}
+
+// dirtyLogWordsLocked is DirtyLogWords with slotsMu held.
+func (vm *VM) dirtyLogWordsLocked(slot uint32) int {
 	return int((vm.slotPages[slot] + 63) / 64)
 }
 
@@ -74,7 +81,9 @@ func (vm *VM) DirtyLogWords(slot uint32) int {
 // MemLogDirtyPages. bitmap must hold at least DirtyLogWords(slot) words: the
 // kernel writes the whole bitmap, so a shorter one is refused here.
 func (vm *VM) GetDirtyLog(slot uint32, bitmap []uint64) error {
-	need := vm.DirtyLogWords(slot)
+	vm.slotsMu.Lock()
+	defer vm.slotsMu.Unlock()
+	need := vm.dirtyLogWordsLocked(slot)
 	if need == 0 {
 		return fmt.Errorf("kvm: KVM_GET_DIRTY_LOG: slot %d is not a memory slot of this vm", slot)
 	}
