@@ -122,6 +122,10 @@ void acpi_parse(u64 rsdp_hint)
 	if (!rsdp)
 		return;
 	const u8 *r = (const u8 *)rsdp;
+	for (int i = 0; i < 6; i++)
+		acpi.oem_id[i] = (r[9 + i] > 0x20 && r[9 + i] < 0x7f) ? (char)r[9 + i] : '_';
+	for (int i = 5; i >= 0 && acpi.oem_id[i] == '_' && r[9 + i] == ' '; i--)
+		acpi.oem_id[i] = 0;
 	const u8 *root = NULL;
 	u32 entsz = 4;
 	if (r[15] >= 2 && sum_ok(r, 36)) {

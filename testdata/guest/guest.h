@@ -97,6 +97,7 @@ struct gas {	/* ACPI Generic Address Structure */
 #define MAX_IOAPICS 4
 struct acpi_info {
 	int found;
+	char oem_id[7];		/* RSDP OEMID, trailing spaces dropped */
 	u32 ncpus;
 	u8 apic_ids[MAX_CPUS];
 	u32 nioapics;

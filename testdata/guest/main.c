@@ -21,7 +21,7 @@ void bsp_user_main(u64 unused)
 		print("chsnap-guest: no IOAPIC serves GSI %u: serial input will not work\r\n", (u64)acpi.uart_gsi);
 
 	print("chsnap-guest: ram %u MiB free %u MiB acpi %s cpus %u timer %u Hz (apic bus %u MHz)\r\n",
-	      bootinfo.ram_bytes >> 20, bootinfo.free_bytes >> 20, acpi.found ? "yes" : "no",
+	      bootinfo.ram_bytes >> 20, bootinfo.free_bytes >> 20, acpi.found ? acpi.oem_id : "none",
 	      (u64)acpi.ncpus, (u64)TIMER_HZ, timer_bus_hz / 1000000);
 	print("cmdline: %s\r\n", bootinfo.cmdline);
 	smp_boot();
