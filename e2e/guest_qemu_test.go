@@ -268,8 +268,9 @@ func TestGuestQEMU64BitEntry(t *testing.T) {
 
 // TestGuestQEMUChsnapACPI runs the guest on chsnap's own ACPI tables
 // (vm/acpi), placed at 0xE0000 where the guest's RSDP scan finds them before
-// QEMU's, to check that the guest reads chsnap's MADT. Power-off is not
-// tried: chsnap's SLEEP_CONTROL_REG is I/O port 0x600, which QEMU lacks.
+// QEMU's, to check that the guest reads chsnap's MADT and FADT. chsnap's
+// SLEEP_CONTROL_REG and RESET_REG are I/O port 0x600; an isa-debug-exit
+// device there turns the guest's byte write v into QEMU exit status 2v+1.
 func TestGuestQEMUChsnapACPI(t *testing.T) {
 	const cpus = 3
 	tables, err := acpi.Build(acpi.Config{APICIDs: acpi.SequentialAPICIDs(cpus)})
@@ -288,26 +289,49 @@ func TestGuestQEMUChsnapACPI(t *testing.T) {
 	if err := os.WriteFile(blob, tables.Blob, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	g := startQEMU(t, "guest.bzImage", cpus, "acpi=chsnap", 60*time.Second,
-		"-device", "loader,file="+blob+",addr=0xE0000,force-raw=on")
-	c := g.con
-	m, err := c.Expect(`^chsnap-guest: .* acpi (\S+) cpus (\d+) `, 20*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m[1] != wantOEM {
-		t.Errorf("guest used ACPI tables from OEM %q, want chsnap's %q", m[1], wantOEM)
-	}
-	if m[2] != strconv.Itoa(cpus) {
-		t.Errorf("guest found %s CPUs in chsnap's MADT, want %d", m[2], cpus)
-	}
-	if _, err := c.Expect(fmt.Sprintf(`^chsnap-guest ready cpus=%d$`, cpus), 20*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	// The UART interrupt is routed by chsnap's MADT (IOAPIC, IRQ 4 override).
-	if r, err := c.Command("echo routed by chsnap's MADT", 10*time.Second); err != nil {
-		t.Fatal(err)
-	} else if r != "echo routed by chsnap's MADT" {
-		t.Errorf("echo reply %q", r)
+
+	for _, tc := range []struct {
+		cmd   string
+		value int // byte written to port 0x600
+	}{
+		{"poweroff", acpi.SleepS5Value},
+		{"reboot", acpi.ResetValue},
+	} {
+		t.Run(tc.cmd, func(t *testing.T) {
+			g := startQEMU(t, "guest.bzImage", cpus, "acpi=chsnap", 60*time.Second,
+				"-device", "loader,file="+blob+",addr=0xE0000,force-raw=on",
+				"-device", fmt.Sprintf("isa-debug-exit,iobase=%#x,iosize=1", acpi.ResetPort))
+			c := g.con
+			m, err := c.Expect(`^chsnap-guest: .* acpi (\S+) cpus (\d+) `, 20*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m[1] != wantOEM {
+				t.Errorf("guest used ACPI tables from OEM %q, want chsnap's %q", m[1], wantOEM)
+			}
+			if m[2] != strconv.Itoa(cpus) {
+				t.Errorf("guest found %s CPUs in chsnap's MADT, want %d", m[2], cpus)
+			}
+			if _, err := c.Expect(fmt.Sprintf(`^chsnap-guest ready cpus=%d$`, cpus), 20*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			// The UART interrupt is routed by chsnap's MADT (IOAPIC, IRQ 4 override).
+			if r, err := c.Command("echo routed by chsnap's MADT", 10*time.Second); err != nil {
+				t.Fatal(err)
+			} else if r != "echo routed by chsnap's MADT" {
+				t.Errorf("echo reply %q", r)
+			}
+			if err := c.Send(tc.cmd); err != nil {
+				t.Fatal(err)
+			}
+			code, err := g.wait(20 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := tc.value<<1 | 1; code != want {
+				t.Errorf("qemu exit status after %s = %d, want %d (guest wrote %#x to port %#x)",
+					tc.cmd, code, want, tc.value, acpi.ResetPort)
+			}
+		})
 	}
 }
