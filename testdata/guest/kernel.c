@@ -189,6 +189,19 @@ static u64 sys_dispatch(struct trap_frame *f)
 		case 4: outl((u16)f->rdi, (u32)f->rsi); return 0;
 		}
 		return (u64)-1;
+	case SYS_CPUID: {
+		u64 out = f->rdx;
+		u32 a, b, c, d;
+		if ((out & 3) || out + 16 > mapped_top)
+			return (u64)-1;
+		__asm__ __volatile__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"((u32)f->rdi), "c"((u32)f->rsi));
+		u32 *o = (u32 *)out;
+		o[0] = a;
+		o[1] = b;
+		o[2] = c;
+		o[3] = d;
+		return 0;
+	}
 	}
 	return (u64)-1;
 }

@@ -15,6 +15,7 @@ enum {
 	SYS_WAIT,	/* (addr, val): sleep (sti; hlt) if *(u64 *)addr == val */
 	SYS_IN,		/* (port, width) → value; width 1, 2 or 4 */
 	SYS_OUT,	/* (port, value, width) */
+	SYS_CPUID,	/* (leaf, subleaf, u32 out[4]): eax, ebx, ecx, edx */
 	SYS_MAX
 };
 
@@ -34,5 +35,10 @@ static inline u8 sys_inb(u16 port) { return (u8)syscall3(SYS_IN, port, 1, 0); }
 static inline void sys_outb(u16 port, u8 v) { syscall3(SYS_OUT, port, v, 1); }
 static inline u64 sys_in(u16 port, u64 width) { return syscall3(SYS_IN, port, width, 0); }
 static inline void sys_out(u16 port, u64 v, u64 width) { syscall3(SYS_OUT, port, v, width); }
+/*
+ * sys_cpuid runs CPUID in ring 0. On kvm_pvm a ring-3 CPUID may execute
+ * natively on the host CPU; in ring 0 it is the VMM's CPUID table.
+ */
+static inline void sys_cpuid(u32 leaf, u32 sub, u32 out[4]) { syscall3(SYS_CPUID, leaf, sub, (u64)out); }
 
 #endif

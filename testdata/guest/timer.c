@@ -7,11 +7,12 @@
  * count per ns), so no calibration loop is needed. When the hypervisor
  * signature is KVM's and the VMM publishes the bus frequency in the timing
  * leaf 0x40000010 (EBX, kHz; QEMU does with vmware-cpuid-freq), that value
- * is used instead. The signature check matters on kvm_pvm hosts, where a
- * ring-3 CPUID may reach the outer hypervisor. ticks is plain memory, so a
- * snapshot carries it over.
+ * is used instead. CPUID runs in ring 0 (sys_cpuid): on kvm_pvm a ring-3
+ * CPUID may run natively and see the outer hypervisor. ticks is plain
+ * memory, so a snapshot carries it over.
  */
 #include "guest.h"
+#include "syscall.h"
 
 #define LAPIC_LVT_TIMER	0x320
 #define LAPIC_TIMER_ICR	0x380
@@ -21,7 +22,12 @@ u64 timer_bus_hz = 1000000000ul;
 
 static void cpuid(u32 leaf, u32 *a, u32 *b, u32 *c, u32 *d)
 {
-	__asm__ __volatile__("cpuid" : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d) : "a"(leaf), "c"(0));
+	u32 r[4];
+	sys_cpuid(leaf, 0, r);
+	*a = r[0];
+	*b = r[1];
+	*c = r[2];
+	*d = r[3];
 }
 
 void timer_start(u32 hz)
