@@ -148,9 +148,38 @@ static u64 user_stack_top(u32 cpu)
 	return (u64)ustacks + (cpu + 1) * (u64)USTACK_SIZE - 8;
 }
 
+static u64 rdmsr(u32 msr)
+{
+	u32 lo, hi;
+	__asm__ __volatile__("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+	return lo | (u64)hi << 32;
+}
+
+static void wrmsr(u32 msr, u64 v)
+{
+	__asm__ __volatile__("wrmsr" ::"c"(msr), "a"((u32)v), "d"((u32)(v >> 32)));
+}
+
+/*
+ * xapic_mode makes sure the LAPIC is enabled in xAPIC (MMIO) mode, whatever
+ * state the loader left in IA32_APIC_BASE: leaving x2APIC mode requires
+ * disabling the APIC first (SDM 11.12.5).
+ */
+static void xapic_mode(void)
+{
+	const u64 en = 1ul << 11, extd = 1ul << 10;
+	u64 v = rdmsr(0x1b);
+	if ((v & (en | extd)) == en)
+		return;
+	if (v & extd)
+		wrmsr(0x1b, v & ~(en | extd));
+	wrmsr(0x1b, (v & ~extd) | en);
+}
+
 void kmain(u8 *bp)
 {
 	boot_params = bp;
+	xapic_mode();
 	paging_init(bp);
 	idt_init();
 	cpu_init(0);
