@@ -5,6 +5,8 @@
 #
 # Usage: testdata/kernel/fetch.sh [PACKAGE]
 #   PACKAGE defaults to the newest linux-image-*-cloud-amd64-unsigned apt knows.
+#        testdata/kernel/fetch.sh --extract BZIMAGE VMLINUX
+#   only extracts the vmlinux ELF from any bzImage (prints the payload's magic).
 #
 # Cache layout (CHSNAP_CACHE defaults to $HOME/.cache/chsnap):
 #   $CHSNAP_CACHE/kernel/<version>/<package>.deb
@@ -26,7 +28,7 @@ need() {
 		command -v "$tool" >/dev/null 2>&1 || die "missing tool $tool"
 	done
 }
-need apt-cache apt-get dpkg-deb sha256sum od readelf
+need sha256sum od readelf
 
 cache_root="${CHSNAP_CACHE:-$HOME/.cache/chsnap}/kernel"
 pattern='^linux-image-.*-cloud-amd64-unsigned$'
@@ -57,21 +59,6 @@ newest_package() {
 	done < <(apt-cache policy "${pkgs[@]}" 2>/dev/null)
 	[[ -n "$best" ]] && echo "$best"
 }
-
-pkg="${1:-}"
-if [[ -z "$pkg" ]]; then
-	pkg=$(newest_package || true)
-	if [[ -z "$pkg" ]]; then
-		apt-get update -qq >/dev/null 2>&1 || die "apt-get update failed"
-		pkg=$(newest_package || true)
-	fi
-	[[ -n "$pkg" ]] || die "apt knows no package matching $pattern"
-fi
-version=$(candidate_version "$pkg")
-[[ -n "$version" ]] || die "apt has no candidate version of $pkg"
-
-dir="$cache_root/$version"
-mkdir -p "$dir"
 
 # le32 FILE OFFSET prints the little-endian 32-bit value at OFFSET.
 le32() { od -An -t u4 -j "$2" -N 4 --endian=little "$1" | tr -d ' '; }
@@ -116,6 +103,37 @@ extract_vmlinux() {
 	mv -f "$tmp" "$out"
 }
 
+if [[ "${1:-}" == --extract ]]; then
+	(($# == 3)) || die "usage: fetch.sh --extract BZIMAGE VMLINUX"
+	extract_vmlinux "$2" "$3"
+	exit 0
+fi
+
+need apt-cache apt-get dpkg dpkg-deb
+pkg="${1:-}"
+if [[ -z "$pkg" ]]; then
+	pkg=$(newest_package || true)
+	if [[ -z "$pkg" ]]; then
+		apt-get update -qq >/dev/null 2>&1 || die "apt-get update failed"
+		pkg=$(newest_package || true)
+	fi
+	[[ -n "$pkg" ]] || die "apt knows no package matching $pattern"
+fi
+version=$(candidate_version "$pkg")
+[[ -n "$version" ]] || die "apt has no candidate version of $pkg"
+
+dir="$cache_root/$version"
+mkdir -p "$dir"
+
+# first_file GLOB... prints the first existing path among its (glob-expanded) arguments.
+first_file() {
+	local f
+	for f in "$@"; do
+		[[ -e "$f" ]] && { echo "$f"; return 0; }
+	done
+	return 0
+}
+
 manifest="$dir/manifest.txt"
 complete=0
 if [[ -f "$manifest" && -f "$dir/vmlinux" && -f "$dir/vmlinuz" ]] &&
@@ -126,19 +144,22 @@ if [[ -f "$manifest" && -f "$dir/vmlinux" && -f "$dir/vmlinuz" ]] &&
 fi
 
 if ((complete == 0)); then
-	deb=$(ls "$dir"/"${pkg}"_*.deb 2>/dev/null | head -n1 || true)
+	deb=$(first_file "$dir"/"${pkg}"_*.deb)
 	if [[ -z "$deb" ]]; then
 		log="$dir/download.log"
 		(cd "$dir" && apt-get download -q "$pkg=$version") >"$log" 2>&1 ||
 			{ cat "$log" >&2; die "apt-get download $pkg=$version failed"; }
 		rm -f "$log"
-		deb=$(ls "$dir"/"${pkg}"_*.deb 2>/dev/null | head -n1 || true)
+		deb=$(first_file "$dir"/"${pkg}"_*.deb)
 		[[ -n "$deb" ]] || die "apt-get download left no .deb for $pkg in $dir"
 	fi
 	rm -rf "$dir/root"
 	mkdir -p "$dir/root"
-	dpkg-deb -x "$deb" "$dir/root"
-	src=$(ls "$dir"/root/boot/vmlinuz-* 2>/dev/null | head -n1 || true)
+	if ! dpkg-deb -x "$deb" "$dir/root"; then
+		rm -f "$deb"
+		die "dpkg-deb -x $deb failed (removed it; run again to download it anew)"
+	fi
+	src=$(first_file "$dir"/root/boot/vmlinuz-*)
 	[[ -n "$src" ]] || die "$deb: no boot/vmlinuz-* inside"
 	cp -f "$src" "$dir/vmlinuz"
 	magic=$(extract_vmlinux "$dir/vmlinuz" "$dir/vmlinux")

@@ -119,8 +119,7 @@ fi
 # The per-run archive: the binary, the extra files and the command line, appended to the
 # base (the kernel unpacks concatenated newc archives in order).
 run=$(mktemp -d "${TMPDIR:-/tmp}/run-in-kvm.XXXXXX")
-cleanup() { rm -rf "$run"; }
-trap cleanup EXIT
+trap 'rm -rf "$run"' EXIT
 mkdir -p "$run/tree/work"
 if [[ -n "$extra_dir" ]]; then
 	cp -a "$extra_dir"/. "$run/tree/work/"
