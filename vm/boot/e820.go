@@ -1,6 +1,9 @@
 package boot
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // E820 memory types (arch/x86/include/asm/e820/types.h).
 const (
@@ -86,4 +89,61 @@ func e820TypeName(t uint32) string {
 		return fmt.Sprintf("persistent (type %d)", t)
 	}
 	return fmt.Sprintf("type %d", t)
+}
+
+// isaStart and isaEnd bound the legacy ISA hole that Linux's PVH entry code
+// adds to the memory map as reserved (init_pvh_bootparams in
+// arch/x86/platform/pvh/enlighten.c).
+const (
+	isaStart = 0xA0000
+	isaEnd   = 0x100000
+)
+
+// LinuxE820 returns the memory map as Linux prints it at boot when given m
+// through entry kind k: for PVH it first appends the ISA range
+// [0xA0000, 1 MiB) as reserved, as the kernel's PVH code does; then, like
+// e820__update_table, it resolves overlaps in favour of the highest type
+// and merges touching ranges of the same type. So E820Lines(LinuxE820(E820Map(mem), k))
+// are exactly the kernel's "BIOS-e820" lines. For the 64-bit bzImage entry
+// the map is printed unchanged.
+func LinuxE820(m []E820Entry, k Kind) []E820Entry {
+	in := slices.Clone(m)
+	if k == KindPVH && len(in) < e820MaxZeroPage-1 {
+		in = append(in, E820Entry{Addr: isaStart, Size: isaEnd - isaStart, Type: E820Reserved})
+	}
+	return sanitizeE820(in)
+}
+
+// sanitizeE820 splits the map at every range boundary, gives each piece the
+// highest type among the ranges covering it, and merges touching pieces of
+// the same type; uncovered pieces and empty ranges disappear.
+func sanitizeE820(in []E820Entry) []E820Entry {
+	var bounds []uint64
+	for _, e := range in {
+		if e.Size == 0 || e.Addr+e.Size < e.Addr {
+			continue
+		}
+		bounds = append(bounds, e.Addr, e.Addr+e.Size)
+	}
+	slices.Sort(bounds)
+	bounds = slices.Compact(bounds)
+	var out []E820Entry
+	for i := 0; i+1 < len(bounds); i++ {
+		a, b := bounds[i], bounds[i+1]
+		var typ uint32
+		for _, e := range in {
+			if e.Size != 0 && e.Addr <= a && b <= e.Addr+e.Size {
+				typ = max(typ, e.Type)
+			}
+		}
+		if typ == 0 {
+			continue
+		}
+		if n := len(out); n > 0 && out[n-1].Type == typ && out[n-1].Addr+out[n-1].Size == a {
+			out[n-1].Size += b - a
+			continue
+		}
+		out = append(out, E820Entry{Addr: a, Size: b - a, Type: typ})
+	}
+	return out
 }
