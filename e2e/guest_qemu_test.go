@@ -335,3 +335,47 @@ func TestGuestQEMUChsnapACPI(t *testing.T) {
 		})
 	}
 }
+
+// TestGuestQEMUPipelined sends many commands without waiting for replies,
+// far more than the guest's 1 KiB receive ring, and checks every reply
+// arrives once and in order: the guest must push back on the UART instead
+// of dropping input.
+func TestGuestQEMUPipelined(t *testing.T) {
+	const n = 300
+	g := startQEMU(t, "guest.bzImage", 1, "pipelined", 60*time.Second)
+	c := g.con
+	if _, err := c.Expect(`^chsnap-guest ready cpus=1$`, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	line := func(i int) string {
+		return fmt.Sprintf("echo line-%04d-%s", i, strings.Repeat("abcdefghij", 6))
+	}
+	sent := make(chan error, 1)
+	go func() {
+		for i := 0; i < n; i++ {
+			if err := c.Send(line(i)); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	for i := 0; i < n; i++ {
+		m, err := c.Expect(`^echo .*$`, 20*time.Second)
+		if err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		if m[0] != line(i) {
+			t.Fatalf("reply %d = %q, want %q", i, m[0], line(i))
+		}
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Send("poweroff"); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := g.wait(20 * time.Second); err != nil || code != 0 {
+		t.Errorf("qemu exit after poweroff: status %d, %v; want 0", code, err)
+	}
+}

@@ -58,6 +58,7 @@ extern u64 mapped_top;		/* end of the identity map */
 void uart_init(void);			/* ring 3 */
 void uart_enable_irq(void);		/* ring 3, after the IOAPIC route */
 void uart_isr(void);			/* ring 0 */
+u64 uart_ctl(u64 op);			/* ring 0, SYS_UART */
 void uart_write(const char *s, usize n);	/* ring 3 */
 int uart_getc(void);			/* ring 3, blocks */
 void uart_flush(void);			/* ring 3, waits until TX drained */

@@ -218,6 +218,8 @@ static u64 sys_dispatch(struct trap_frame *f)
 		case 4: outl((u16)f->rdi, (u32)f->rsi); return 0;
 		}
 		return (u64)-1;
+	case SYS_UART:
+		return uart_ctl(f->rdi);
 	case SYS_CPUID: {
 		u64 out = f->rdx;
 		u32 a, b, c, d;

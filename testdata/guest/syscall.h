@@ -16,8 +16,11 @@ enum {
 	SYS_IN,		/* (port, width) → value; width 1, 2 or 4 */
 	SYS_OUT,	/* (port, value, width) */
 	SYS_CPUID,	/* (leaf, subleaf, u32 out[4]): eax, ebx, ecx, edx */
+	SYS_UART,	/* (op): UART_* below, see uart.c */
 	SYS_MAX
 };
+
+enum { UART_ENABLE, UART_START_TX, UART_RESUME_RX };
 
 static inline u64 syscall3(u64 nr, u64 a, u64 b, u64 c)
 {
@@ -40,5 +43,6 @@ static inline void sys_out(u16 port, u64 v, u64 width) { syscall3(SYS_OUT, port,
  * natively on the host CPU; in ring 0 it is the VMM's CPUID table.
  */
 static inline void sys_cpuid(u32 leaf, u32 sub, u32 out[4]) { syscall3(SYS_CPUID, leaf, sub, (u64)out); }
+static inline void sys_uart(u64 op) { syscall3(SYS_UART, op, 0, 0); }
 
 #endif

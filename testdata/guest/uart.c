@@ -8,11 +8,19 @@
  * another CPU.
  *
  * TX: ring 3 appends to tx_buf and, if the transmitter is idle (tx_on == 0),
- * sets tx_on and enables the THRE interrupt (an OUT, so a system call). The
- * THRE handler refills the FIFO (16 bytes at a time when the UART has
- * working FIFOs) and, finding the ring empty, clears tx_on and disables the
- * THRE interrupt. A THRE interrupt only happens while tx_on is set, so ring
- * 3 seeing tx_on == 0 means nobody will drain the ring but itself.
+ * asks ring 0 to start it (uart_ctl sets tx_on and enables the THRE
+ * interrupt). The THRE handler refills the FIFO (16 bytes at a time when
+ * the UART has working FIFOs) and, finding the ring empty, clears tx_on and
+ * disables the THRE interrupt. A THRE interrupt only happens while tx_on is
+ * set, so ring 3 seeing tx_on == 0 means nobody will drain the ring but it.
+ *
+ * RX: the handler moves bytes from the UART into rx_buf. When rx_buf is
+ * full it pauses (disables the receive interrupt and leaves the bytes in
+ * the UART, which pushes back on the host) until ring 3 has emptied half
+ * the ring and resumes it, so pipelined input is never dropped.
+ *
+ * IER is written only in ring 0, from tx_on and rx_paused, so the handler
+ * and the ring-3 requests cannot undo each other.
  */
 #include "guest.h"
 #include "syscall.h"
@@ -46,6 +54,7 @@ static volatile u64 tx_head, tx_tail;	/* head: ring 3; tail: ISR */
 static volatile u64 tx_on;		/* THRE interrupt enabled */
 static char rx_buf[RX_SIZE];
 static volatile u64 rx_head, rx_tail;	/* head: ISR; tail: ring 3 */
+static volatile u64 rx_paused;		/* receive interrupt off: rx_buf was full */
 static u32 tx_burst = 1;		/* bytes per THRE interrupt */
 
 void uart_init(void)
@@ -65,6 +74,35 @@ void uart_init(void)
 	sys_outb(COM1 + MCR, 0x0b);	/* DTR | RTS | OUT2 (IRQ gate on PCs) */
 }
 
+/* write_ier runs in ring 0 with interrupts off. */
+static void write_ier(void)
+{
+	koutb(COM1 + IER, (rx_paused ? 0 : IER_RX) | (tx_on ? IER_THRE : 0));
+}
+
+/* uart_ctl handles SYS_UART in ring 0. */
+u64 uart_ctl(u64 op)
+{
+	switch (op) {
+	case UART_START_TX:
+		if (!tx_on) {
+			tx_on = 1;
+			write_ier();
+		}
+		return 0;
+	case UART_RESUME_RX:
+		if (rx_paused) {
+			rx_paused = 0;
+			write_ier();
+		}
+		return 0;
+	case UART_ENABLE:
+		write_ier();
+		return 0;
+	}
+	return (u64)-1;
+}
+
 /*
  * uart_enable_irq turns on the receive interrupt. Call it after the IOAPIC
  * pin is routed and unmasked: the pin is edge-triggered, and a rising edge
@@ -72,7 +110,7 @@ void uart_init(void)
  */
 void uart_enable_irq(void)
 {
-	sys_outb(COM1 + IER, IER_RX);
+	sys_uart(UART_ENABLE);
 }
 
 /* uart_isr runs in ring 0 on the BSP with interrupts off. */
@@ -91,11 +129,13 @@ void uart_isr(void)
 		case 0x04:	/* received data */
 		case 0x0c:	/* character timeout */
 			for (int i = 0; i < 64 && (kinb(COM1 + LSR) & LSR_DR); i++) {
-				u8 c = kinb(COM1 + RBR);
-				if (rx_head - rx_tail < RX_SIZE) {
-					rx_buf[rx_head % RX_SIZE] = (char)c;
-					rx_head = rx_head + 1;
+				if (rx_head - rx_tail >= RX_SIZE) {
+					rx_paused = 1;
+					write_ier();
+					break;
 				}
+				rx_buf[rx_head % RX_SIZE] = (char)kinb(COM1 + RBR);
+				rx_head = rx_head + 1;
 			}
 			break;
 		case 0x02: {	/* THR empty */
@@ -107,7 +147,7 @@ void uart_isr(void)
 			}
 			if (n == 0) {
 				tx_on = 0;
-				koutb(COM1 + IER, IER_RX);
+				write_ier();
 			}
 			break;
 		}
@@ -124,10 +164,8 @@ void uart_isr(void)
 static void tx_kick(void)
 {
 	barrier();
-	if (!tx_on) {
-		tx_on = 1;
-		sys_outb(COM1 + IER, IER_RX | IER_THRE);
-	}
+	if (!tx_on)
+		sys_uart(UART_START_TX);
 }
 
 void uart_write(const char *s, usize n)
@@ -161,6 +199,8 @@ int uart_getc(void)
 		sys_wait(&rx_head, head);
 	char c = rx_buf[rx_tail % RX_SIZE];
 	rx_tail = rx_tail + 1;
+	if (rx_paused && rx_head - rx_tail <= RX_SIZE / 2)
+		sys_uart(UART_RESUME_RX);
 	return (u8)c;
 }
 
