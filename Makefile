@@ -10,7 +10,7 @@ BIN      := bin
 GUEST    := testdata/guest/build/guest.bzImage
 E2E_TIME ?= 20m
 
-.PHONY: all build guest deps demo test unit e2e fuzz vet bench-boot kernel clean
+.PHONY: all build guest deps demo test unit e2e e2e-nested fuzz vet bench-boot kernel clean
 
 all: build
 
@@ -47,7 +47,11 @@ fuzz:
 e2e: build kernel
 	$(GO) test -tags e2e -count=1 -timeout $(E2E_TIME) -v ./e2e/
 
-test: vet unit fuzz e2e
+# Where this host has no usable /dev/kvm, run the KVM tests under nested KVM.
+e2e-nested: build kernel
+	./scripts/e2e-nested.sh
+
+test: vet unit fuzz e2e e2e-nested
 
 bench-boot: build
 	./bench/boot.sh

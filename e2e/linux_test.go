@@ -1,0 +1,134 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chsnap/chsnap/vm/boot"
+)
+
+// debianKernelDir is where testdata/kernel/fetch.sh leaves the Debian cloud
+// kernel (vmlinuz, the extracted vmlinux and manifest.txt).
+func debianKernelDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("CHSNAP_KERNEL_DIR")
+	if dir == "" {
+		cache := os.Getenv("CHSNAP_CACHE")
+		if cache == "" {
+			home, _ := os.UserHomeDir()
+			cache = filepath.Join(home, ".cache", "chsnap")
+		}
+		dir = filepath.Join(cache, "kernel", "current")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "manifest.txt")); err != nil {
+		t.Fatalf("Debian kernel fixture missing (%v): run `make kernel` (testdata/kernel/fetch.sh)", err)
+	}
+	return dir
+}
+
+// TestLinuxOracle boots the stock Debian cloud kernel under chsnap and checks,
+// within two minutes, what it says about the machine chsnap built: its banner,
+// the exact e820 map and command line chsnap gave it, and the ACPI tables it
+// found. Both entry paths: the ELF vmlinux through its PVH note, and the
+// bzImage through the 64-bit boot protocol (whose payload the kernel itself
+// decompresses).
+func TestLinuxOracle(t *testing.T) {
+	needKVM(t)
+	dir := debianKernelDir(t)
+	const mem = 256 << 20
+	cmdline := "earlyprintk=serial,ttyS0 console=ttyS0 reboot=k panic=-1 chsnap.oracle=1"
+	for _, image := range []string{"vmlinux", "vmlinuz"} {
+		t.Run(image, func(t *testing.T) {
+			want := boot.E820Map(mem)
+			if image == "vmlinux" {
+				want = withISAHole(want)
+			}
+			var e820 []string
+			for _, l := range boot.E820Lines(want) {
+				e820 = append(e820, regexp.QuoteMeta(l))
+			}
+			kernel := filepath.Join(dir, image)
+			cmd := exec.Command(chsnapBin, "run", "--kernel", kernel, "--memory", "256M", "--cpus", "2", "--cmdline", cmdline)
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			stdin, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				cmd.Process.Kill()
+				cmd.Wait()
+			}()
+			con := newConsole(stdout, stdin)
+			deadline := time.Now().Add(2 * time.Minute)
+			expect := func(re string) {
+				t.Helper()
+				left := time.Until(deadline)
+				if _, err := con.Expect(re, left); err != nil {
+					t.Fatalf("%v\nconsole:\n%s\nstderr:\n%s", err, con.Transcript(), stderr.String())
+				}
+			}
+			// The order is the kernel's: banner, command line, e820 map, ACPI.
+			expect(`Linux version \S+`)
+			expect(`Command line: ` + regexp.QuoteMeta(cmdline) + `$`)
+			for _, l := range e820 {
+				expect(l + `$`)
+			}
+			for _, sig := range []string{"RSDP", "XSDT", "FACP", "DSDT", "APIC"} {
+				expect(fmt.Sprintf(`ACPI: %s 0x[0-9A-F]+ [0-9A-F]+ \(v\d\d CHSNAP`, sig))
+			}
+			t.Logf("%s: banner, command line, %d e820 entries and 5 ACPI tables seen", image, len(e820))
+		})
+	}
+}
+
+// withISAHole returns the map a kernel entered through PVH prints for m: on
+// that path Linux itself marks the ISA hole [0xA0000, 1 MiB) reserved
+// (init_pvh_bootparams in arch/x86/platform/pvh/enlighten.c), and its e820
+// sanitizer then merges adjacent entries of the same type.
+func withISAHole(m []boot.E820Entry) []boot.E820Entry {
+	const isaStart, isaEnd = 0xA0000, 0x100000
+	var out []boot.E820Entry
+	add := func(e boot.E820Entry) {
+		if n := len(out); n > 0 && out[n-1].Type == e.Type && out[n-1].Addr+out[n-1].Size >= e.Addr {
+			end := max(out[n-1].Addr+out[n-1].Size, e.Addr+e.Size)
+			out[n-1].Size = end - out[n-1].Addr
+			return
+		}
+		out = append(out, e)
+	}
+	hole := boot.E820Entry{Addr: isaStart, Size: isaEnd - isaStart, Type: boot.E820Reserved}
+	placed := false
+	for _, e := range m {
+		if !placed && e.Addr >= isaStart {
+			add(hole)
+			placed = true
+		}
+		if e.Addr >= isaStart && e.Addr+e.Size <= isaEnd {
+			if e.Type != boot.E820Reserved {
+				panic("RAM inside the ISA hole")
+			}
+			continue // inside the hole, which is reserved already
+		}
+		add(e)
+	}
+	if !placed {
+		add(hole)
+	}
+	return out
+}
