@@ -45,12 +45,14 @@ func TestLinuxOracle(t *testing.T) {
 	dir := debianKernelDir(t)
 	const mem = 256 << 20
 	cmdline := "earlyprintk=serial,ttyS0 console=ttyS0 reboot=k panic=-1 chsnap.oracle=1"
-	for _, image := range []string{"vmlinux", "vmlinuz"} {
+	for _, tc := range []struct {
+		image string
+		kind  boot.Kind
+	}{{"vmlinux", boot.KindPVH}, {"vmlinuz", boot.KindBzImage}} {
+		image := tc.image
 		t.Run(image, func(t *testing.T) {
-			want := boot.E820Map(mem)
-			if image == "vmlinux" {
-				want = withISAHole(want)
-			}
+			// The lines the kernel prints for the map chsnap gives it.
+			want := boot.LinuxE820(boot.E820Map(mem), tc.kind)
 			var e820 []string
 			for _, l := range boot.E820Lines(want) {
 				e820 = append(e820, regexp.QuoteMeta(l))
@@ -97,38 +99,3 @@ func TestLinuxOracle(t *testing.T) {
 	}
 }
 
-// withISAHole returns the map a kernel entered through PVH prints for m: on
-// that path Linux itself marks the ISA hole [0xA0000, 1 MiB) reserved
-// (init_pvh_bootparams in arch/x86/platform/pvh/enlighten.c), and its e820
-// sanitizer then merges adjacent entries of the same type.
-func withISAHole(m []boot.E820Entry) []boot.E820Entry {
-	const isaStart, isaEnd = 0xA0000, 0x100000
-	var out []boot.E820Entry
-	add := func(e boot.E820Entry) {
-		if n := len(out); n > 0 && out[n-1].Type == e.Type && out[n-1].Addr+out[n-1].Size >= e.Addr {
-			end := max(out[n-1].Addr+out[n-1].Size, e.Addr+e.Size)
-			out[n-1].Size = end - out[n-1].Addr
-			return
-		}
-		out = append(out, e)
-	}
-	hole := boot.E820Entry{Addr: isaStart, Size: isaEnd - isaStart, Type: boot.E820Reserved}
-	placed := false
-	for _, e := range m {
-		if !placed && e.Addr >= isaStart {
-			add(hole)
-			placed = true
-		}
-		if e.Addr >= isaStart && e.Addr+e.Size <= isaEnd {
-			if e.Type != boot.E820Reserved {
-				panic("RAM inside the ISA hole")
-			}
-			continue // inside the hole, which is reserved already
-		}
-		add(e)
-	}
-	if !placed {
-		add(hole)
-	}
-	return out
-}
