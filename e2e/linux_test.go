@@ -98,4 +98,3 @@ func TestLinuxOracle(t *testing.T) {
 		})
 	}
 }
-
