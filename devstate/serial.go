@@ -465,6 +465,7 @@ func (s *Serial) popRX() uint8 {
 	if s.rxLen == 0 {
 		s.rxHead = 0
 	}
+	s.room.Broadcast()
 	s.updateLine()
 	return b
 }
