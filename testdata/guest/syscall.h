@@ -12,7 +12,7 @@
 #include "guest.h"
 
 enum {
-	SYS_WAIT,	/* (addr, val): sleep (sti; hlt) if *(u64 *)addr == val */
+	SYS_WAIT,	/* (addr, val): sleep while *(u64 *)addr == val, rechecked after each interrupt on this CPU */
 	SYS_IN,		/* (port, width) → value; width 1, 2 or 4 */
 	SYS_OUT,	/* (port, value, width) */
 	SYS_CPUID,	/* (leaf, subleaf, u32 out[4]): eax, ebx, ecx, edx */
@@ -32,7 +32,11 @@ static inline u64 syscall3(u64 nr, u64 a, u64 b, u64 c)
 	return ret;
 }
 
-/* sys_wait sleeps until the next interrupt unless *addr changed from val. */
+/*
+ * sys_wait sleeps until *addr differs from val. The word is rechecked only
+ * when this CPU takes an interrupt, so it must be changed by an interrupt
+ * handler on this CPU (or be followed by one, such as an IPI).
+ */
 static inline void sys_wait(const volatile void *addr, u64 val) { syscall3(SYS_WAIT, (u64)addr, val, 0); }
 static inline u8 sys_inb(u16 port) { return (u8)syscall3(SYS_IN, port, 1, 0); }
 static inline void sys_outb(u16 port, u8 v) { syscall3(SYS_OUT, port, v, 1); }
