@@ -164,16 +164,24 @@ func TestCMOSSetClock(t *testing.T) {
 		}
 	}
 
-	// Binary 12-hour set: 11 PM.
-	cmosWrite(c, rtcStatusB, 0x80|rtcBBinary)
-	for _, w := range [][2]uint8{{rtcSeconds, 0}, {rtcMinutes, 0}, {rtcHours, 0x80 | 11}, {rtcMonthDay, 28},
-		{rtcMonth, 2}, {rtcYear, 24}, {rtcCentury, 20}} {
-		cmosWrite(c, w[0], w[1])
-	}
-	cmosWrite(c, rtcStatusB, rtcBBinary) // clear SET in the same format
-	cmosWrite(c, rtcStatusB, rtcBBinary|rtcB24Hour)
-	if got := cmosRead(c, rtcHours); got != 23 {
-		t.Errorf("hour after 12h binary set = %d, want 23", got)
+	// 12-hour sets, read back in 24-hour mode.
+	for _, tc := range []struct {
+		name       string
+		b          uint8
+		hour, want uint8
+	}{
+		{"binary 11 pm", rtcBBinary, 0x80 | 11, 23},
+		{"binary 12 am", rtcBBinary, 12, 0},
+		{"bcd 12 pm", 0, 0x80 | 0x12, 0x12},
+		{"bcd 1 am", 0, 0x01, 0x01},
+	} {
+		cmosWrite(c, rtcStatusB, rtcBSet|tc.b)
+		cmosWrite(c, rtcHours, tc.hour)
+		cmosWrite(c, rtcStatusB, tc.b) // clear SET in the same format
+		cmosWrite(c, rtcStatusB, tc.b|rtcB24Hour)
+		if got := cmosRead(c, rtcHours); got != tc.want {
+			t.Errorf("%s: hour in 24h mode = %#02x, want %#02x", tc.name, got, tc.want)
+		}
 	}
 }
 

@@ -279,3 +279,36 @@ func TestRestoreI8042Rejects(t *testing.T) {
 		})
 	}
 }
+
+// FuzzRestoreI8042 restores arbitrary states and drives the result with
+// arbitrary port writes: no panic, and every state reached restores.
+func FuzzRestoreI8042(f *testing.F) {
+	f.Add(uint8(0x47), uint8(0x03), uint8(0xD3), uint8(0), []byte{0x60, 0x60, 0x64, 0xFE})
+	f.Add(uint8(0x00), uint8(0x00), uint8(0x20), uint8(0xED), []byte{0x60, 0xFF})
+	f.Fuzz(func(t *testing.T, ctr, outPort, pending, kbdPending uint8, ops []byte) {
+		st := I8042State{CommandByte: ctr, OutputPort: outPort, PendingCommand: pending, KbdPendingCommand: kbdPending}
+		for _, b := range ops {
+			st.Output = append(st.Output, I8042Byte{Value: b, Aux: b&1 != 0})
+		}
+		d, err := RestoreI8042(st, I8042Deps{KbdIRQ: &fakeIRQ{}, AuxIRQ: &fakeIRQ{}})
+		if err != nil {
+			if d != nil || !errors.Is(err, ErrInvalidState) {
+				t.Fatalf("RestoreI8042 = %v, %v; want nil device and ErrInvalidState", d, err)
+			}
+			return
+		}
+		for i := 0; i+1 < len(ops); i += 2 {
+			if ops[i]&1 == 0 {
+				portOut(d, I8042DataPort, ops[i+1])
+			} else {
+				portOut(d, I8042CommandPort, ops[i+1])
+			}
+			portIn(d, I8042DataPort&^uint16(ops[i]&4)|uint16(ops[i]&4)) // 0x60 or 0x64
+		}
+		if got := d.State(); len(got.Output) > I8042OutputSize {
+			t.Fatalf("output queue %d bytes, limit %d", len(got.Output), I8042OutputSize)
+		} else if _, err := RestoreI8042(got, I8042Deps{}); err != nil {
+			t.Fatalf("state reached by driving does not restore: %v", err)
+		}
+	})
+}

@@ -373,14 +373,22 @@ func TestSerialWriteBlocksUntilDrained(t *testing.T) {
 	case <-time.After(20 * time.Millisecond):
 	}
 	var got []byte
+	deadline := time.Now().Add(5 * time.Second)
 	for len(got) < len(data) {
 		if portIn(s, com1+serialLSR)&lsrDR != 0 {
 			got = append(got, portIn(s, com1+serialData))
+		} else if time.Now().After(deadline) {
+			t.Fatalf("guest got %d of %d bytes; Write not woken by reads", len(got), len(data))
 		} else {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	r := <-done
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Write still blocked after the guest read everything")
+	}
 	if r.n != len(data) || r.err != nil {
 		t.Errorf("Write = %d, %v; want %d, nil", r.n, r.err, len(data))
 	}
@@ -453,6 +461,7 @@ func TestSerialConcurrentWriteAndRead(t *testing.T) {
 			got = append(got, portIn(s, com1+serialData))
 		}
 	}
+	s.Close() // releases the writer if the guest side stalled
 	wg.Wait()
 	if len(got) != total {
 		t.Fatalf("guest read %d bytes, want %d", len(got), total)
@@ -645,6 +654,41 @@ func FuzzSerial(f *testing.F) {
 		}
 		if got := r.State(); !reflect.DeepEqual(got, st) {
 			t.Fatalf("round trip: %+v, want %+v", got, st)
+		}
+	})
+}
+
+// FuzzRestoreSerial restores arbitrary states: a rejected state must not
+// yield a device, an accepted one must round-trip and drive the line to the
+// level its pending state implies.
+func FuzzRestoreSerial(f *testing.F) {
+	f.Add(uint16(12), uint8(0x0F), uint8(0x03), uint8(0x08), uint8(0xB1), uint8(0), uint8(0x02), true, []byte("ab"))
+	f.Add(uint16(1), uint8(0x01), uint8(0x83), uint8(0x1F), uint8(0xD0), uint8(0x5A), uint8(0), false, make([]byte, 65))
+	f.Fuzz(func(t *testing.T, div uint16, ier, lcr, mcr, msr, scr, lerr uint8, thre bool, rx []byte) {
+		st := SerialState{Divisor: div, IER: ier, LCR: lcr, MCR: mcr, MSR: msr, SCR: scr,
+			LineErrors: lerr, THREPending: thre, RX: rx}
+		irq := &fakeIRQ{}
+		s, err := RestoreSerial(st, SerialDeps{IRQ: irq})
+		if err != nil {
+			if s != nil || !errors.Is(err, ErrInvalidState) {
+				t.Fatalf("RestoreSerial = %v, %v; want nil device and ErrInvalidState", s, err)
+			}
+			return
+		}
+		if len(st.RX) == 0 {
+			st.RX = []byte{} // State never returns a nil FIFO
+		}
+		if got := s.State(); !reflect.DeepEqual(got, st) {
+			t.Fatalf("round trip: %+v, want %+v", got, st)
+		}
+		s.mu.Lock()
+		want := s.lineWanted()
+		s.mu.Unlock()
+		if irq.level() != want {
+			t.Fatalf("line after restore %v, pending state wants %v", irq.level(), want)
+		}
+		for off := range uint16(SerialPorts) {
+			portIn(s, com1+off)
 		}
 	})
 }
