@@ -168,7 +168,8 @@ func newI8042(deps I8042Deps) *I8042 {
 
 // RestoreI8042 rebuilds an I8042 from st, checking every field first; on
 // error no device is built. It raises an IRQ line whose interrupt is pending
-// in st.
+// in st (see RestoreSerial on ordering against the irqchip restore); an
+// error from IRQ.Set fails the restore.
 func RestoreI8042(st I8042State, deps I8042Deps) (*I8042, error) {
 	if err := st.validate(); err != nil {
 		return nil, fmt.Errorf("restore i8042: %w", err)

@@ -138,7 +138,13 @@ type SerialState struct {
 // an edge-triggered IOAPIC pin sees one rising edge per new interrupt.
 //
 // Host side: Write feeds host bytes to the receiver, blocking while the FIFO
-// is full, and Close releases blocked writers.
+// is full, and Close releases blocked writers. Host bytes are queued even in
+// loopback mode (which a real UART would disconnect from its input pin), so
+// host input is never lost to a driver's probe; an FCR write that clears the
+// RX FIFO does drop them, as on hardware.
+//
+// Line errors: the host side cannot overrun (Write blocks instead), so OE is
+// set only by a loopback transmit into a full FIFO; PE, FE and BI never are.
 //
 // All methods are safe for concurrent use from vCPU threads and host
 // goroutines: one mutex guards the registers, and IRQ.Set and Out.Write are
@@ -193,9 +199,12 @@ func newSerial(deps SerialDeps) *Serial {
 
 // RestoreSerial rebuilds a Serial from st, checking every field first; on
 // error no device is built. If st has an interrupt pending (and OUT2 set),
-// RestoreSerial raises the IRQ line, so call it after the irqchip has been
-// restored: a spurious extra interrupt is harmless to an 8250 driver, a lost
-// one stalls its transmitter.
+// RestoreSerial raises the IRQ line, so the irqchip's view of the line
+// matches the registers and the next change is a real edge. Either order
+// against the irqchip restore works: before it, the saved irqchip state
+// decides what is delivered; after it, the guest may see one extra
+// interrupt, which an 8250 driver tolerates (a lost one would stall its
+// transmitter). An error from IRQ.Set fails the restore.
 func RestoreSerial(st SerialState, deps SerialDeps) (*Serial, error) {
 	if err := st.validate(); err != nil {
 		return nil, fmt.Errorf("restore serial: %w", err)
