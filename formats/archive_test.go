@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -440,5 +441,40 @@ func TestRandomRoundTrips(t *testing.T) {
 		if err != nil || !sectionsEqual(got, secs) {
 			t.Fatalf("case %d: read back %d sections, err %v; want %d", i, len(got), err, n)
 		}
+	}
+}
+
+func TestReaderSlowAndEagerSources(t *testing.T) {
+	in := sampleSections()
+	data := encode(t, in)
+	sources := map[string]func() io.Reader{
+		"one-byte":     func() io.Reader { return iotest.OneByteReader(bytes.NewReader(data)) },
+		"half":         func() io.Reader { return iotest.HalfReader(bytes.NewReader(data)) },
+		"data-and-eof": func() io.Reader { return iotest.DataErrReader(bytes.NewReader(data)) },
+	}
+	for name, src := range sources {
+		t.Run(name, func(t *testing.T) {
+			r, err := NewReader(src())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []Section
+			for {
+				s, err := r.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, s)
+			}
+			if !sectionsEqual(got, in) {
+				t.Errorf("read %d sections, want the %d written", len(got), len(in))
+			}
+			if sum, err := Verify(src()); err != nil || sum.Size != int64(len(data)) {
+				t.Errorf("Verify: size %d, %v; want %d, nil", sum.Size, err, len(data))
+			}
+		})
 	}
 }
