@@ -77,8 +77,10 @@ type Loader struct {
 }
 
 // NewLoader returns a Loader that restores into mem. mem must be fresh (all
-// zero: pages the archive marks zero are not written) and sized from the
-// snapshot's configuration; the index must describe exactly this memory.
+// zero) and sized from the snapshot's configuration; the index must describe
+// exactly this memory. Pages the archive marks zero are neither written nor
+// read (reading a hole of the memfd would allocate it), so a memory that is
+// not fresh is not detected there.
 func NewLoader(mem *Memory, opt LoadOptions) *Loader {
 	l := &Loader{mem: mem, regions: mem.Regions(), opt: opt}
 	grid, err := chunkGrid(l.regions)
