@@ -79,7 +79,7 @@ type oaSchema struct {
 	Default     yaml.Node            `yaml:"default"`
 }
 
-func loadOpenAPI(t *testing.T) *oaDoc {
+func loadOpenAPI(t testing.TB) *oaDoc {
 	t.Helper()
 	b, err := os.ReadFile("openapi.yaml")
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,6 +92,7 @@ func TestRoutes(t *testing.T) {
 		{name: "restore unknown field", method: "PUT", path: "/api/v1/vm.restore", body: `{"source_url": "file:///a", "memory_restore_mode": "OnDemand"}`, wantStatus: 400, wantErr: `unknown field "memory_restore_mode"`},
 		{name: "stream unknown field", method: "PUT", path: "/api/v1/vm.snapshot.stream", body: `{"leave_paused": true, "x": 1}`, wantStatus: 400, wantErr: `unknown field "x"`},
 		{name: "stream wrong state", method: "PUT", path: "/api/v1/vm.snapshot.stream", setup: func(f *fakeController) { f.state = StateShutdown }, wantStatus: 409, wantErr: "shut down"},
+		{name: "stream with no data", method: "PUT", path: "/api/v1/vm.snapshot.stream", setup: func(f *fakeController) { f.archive = nil }, wantStatus: 500, wantErr: "produced no data"},
 		{name: "stream fails before first byte", method: "PUT", path: "/api/v1/vm.snapshot.stream", setup: func(f *fakeController) { f.failAfter, f.snapErr = 0, errBoom }, wantStatus: 500, wantErr: "disk full"},
 		{name: "wrong method get", method: "GET", path: "/api/v1/vm.pause", wantStatus: 405, wantErr: "vm.pause does not accept GET (use PUT)", check: func(t *testing.T, _ *fakeController, r rawResponse) {
 			if a := r.header.Get("Allow"); a != "PUT" {
@@ -323,4 +325,38 @@ func serveHandler(t *testing.T, h http.Handler) string {
 	go hs.Serve(l)
 	t.Cleanup(func() { hs.Close() })
 	return path
+}
+
+// FuzzRequest: any body and Content-Type on any route gets a documented
+// status and, for an error, a JSON ErrorResponse; never a panic.
+func FuzzRequest(f *testing.F) {
+	f.Add(uint8(0), "application/json", []byte(`{"destination_url": "file:///a"}`))
+	f.Add(uint8(1), "", []byte(`{"leave_paused": true}`))
+	f.Add(uint8(2), "text/plain", []byte(`{"source_url": "file:///a", "net_fds": [{"id": "n", "num_fds": 1}]}`))
+	f.Add(uint8(3), "application/json; charset=\"", []byte(`{`))
+	f.Add(uint8(0), "application/json", []byte(`{"destination_url": "file:///a", "destination_url": 1}`))
+	f.Add(uint8(4), "", []byte("\x00\xff"))
+	doc := loadOpenAPI(f)
+	f.Fuzz(func(t *testing.T, route uint8, contentType string, body []byte) {
+		fc := newFake()
+		fc.archive = fc.archive[:100]
+		s := NewServer(fc, ServerOptions{})
+		routes := s.Routes()
+		r := routes[int(route)%len(routes)]
+		req := httptest.NewRequest(r.Method, r.Path, bytes.NewReader(body))
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		if !doc.documents(r.Method, r.Path, rec.Code) {
+			t.Fatalf("%s %s with body %q: undocumented status %d (%s)", r.Method, r.Path, body, rec.Code, rec.Body)
+		}
+		if rec.Code >= 400 {
+			var er ErrorResponse
+			if err := json.Unmarshal(rec.Body.Bytes(), &er); err != nil || er.Error == "" || strings.Contains(er.Error, "\n") {
+				t.Fatalf("error body %q is not a one-line ErrorResponse", rec.Body)
+			}
+		}
+	})
 }
