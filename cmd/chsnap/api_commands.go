@@ -190,6 +190,7 @@ func saveAction(c *cli.Context) error {
 		label = "saving to stdout"
 	}
 	prog := newProgress(c.App.ErrWriter, label)
+	prog.Add(0) // show the line while the VM pauses, before the first byte
 	opt := api.StreamOptions{
 		LeavePaused: c.Bool("leave-paused"),
 		OnStart: func(mem uint64) {
