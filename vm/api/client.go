@@ -213,13 +213,18 @@ func (c *Client) do(ctx context.Context, method, op string, in any) (*http.Respo
 	return resp, nil
 }
 
-// connError words a failure to reach the socket.
+// connError words a failure to reach the socket, without the request URL
+// (which is always http://localhost/...).
 func (c *Client) connError(op string, err error) error {
-	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("%s: no VMM is listening on %s (is `chsnap run` running with this --api-socket or --name?): %w", op, c.socket, err)
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
 	}
 	var oe *net.OpError
 	if errors.As(err, &oe) && oe.Op == "dial" {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("%s: no VMM is listening on %s (is chsnap running with this --api-socket or --name?): %w", op, c.socket, oe.Err)
+		}
 		return fmt.Errorf("%s: connect to %s: %w", op, c.socket, oe.Err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
