@@ -53,6 +53,7 @@ type Error struct {
 	Message string
 }
 
+// Error reads "op: message", e.g. "vm.pause: the VM is already paused".
 func (e *Error) Error() string { return e.Op + ": " + e.Message }
 
 // Is reports whether the error's status code stands for target.
