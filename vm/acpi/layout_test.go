@@ -23,3 +23,11 @@ func TestAreaMatchesBootLayout(t *testing.T) {
 		t.Errorf("E820Map does not reserve the ACPI area")
 	}
 }
+
+// TestResetRegisterMatchesBootStub keeps the FADT reset register and the
+// reset-vector stub vm/boot writes in agreement.
+func TestResetRegisterMatchesBootStub(t *testing.T) {
+	if acpi.ResetPort != boot.ResetPort || acpi.ResetValue != boot.ResetValue {
+		t.Errorf("FADT reset %#x←%d, boot stub %#x←%d", acpi.ResetPort, acpi.ResetValue, boot.ResetPort, boot.ResetValue)
+	}
+}

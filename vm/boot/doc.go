@@ -28,6 +28,7 @@
 //	0x0002_0000  CmdlineAddr    command line, NUL-terminated (≤ 4 KiB)
 //	0x0009_FC00  -              e820 reserved up to 0xA0000 (EBDA in a PC)
 //	0x000E_0000  ACPIAddr       ACPI tables, RSDP first (e820 reserved to 1 MiB)
+//	0x000F_FFF0  ResetVectorAddr  stub: out ResetValue to ResetPort (0x600), hlt
 //	0x0010_0000  KernelAddr     bzImage protected-mode code (vmlinux loads at its p_paddr)
 //	top of low RAM              initrd, page aligned, below initrd_addr_max
 //	0xC000_0000 – 4 GiB         MMIO hole (no RAM); RAM resumes at 4 GiB

@@ -16,6 +16,17 @@ const (
 	ACPIAddr      = 0xE0000
 	ACPIEnd       = 0x100000
 	KernelAddr    = 0x100000
+	// ResetVectorAddr is where a CPU enters at F000:FFF0 in real mode; Setup
+	// puts a stub there that resets the guest through ResetPort.
+	ResetVectorAddr = 0xFFFF0
+)
+
+// ResetPort and ResetValue are the ACPI reset register (FADT RESET_REG and
+// RESET_VALUE, see vm/acpi): writing ResetValue to I/O port ResetPort asks
+// chsnap to reset the guest.
+const (
+	ResetPort  = 0x600
+	ResetValue = 1
 )
 
 // Sizes and limits of the guest memory layout.

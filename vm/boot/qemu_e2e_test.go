@@ -4,7 +4,9 @@ package boot
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,14 +20,42 @@ import (
 	"github.com/chsnap/chsnap/vm/acpi"
 )
 
-// TestQEMUBootsDebianKernel is the Linux oracle for vm/boot and vm/acpi on
-// machines without /dev/kvm: it lays out guest memory with Setup and the
-// ACPI tables with acpi.Build, hands the bytes to QEMU (TCG) with generic
-// loader devices, and enters the kernel from a tiny firmware
-// (testdata/qemu_fw.S) that loads the CPU state Entry describes. It then
-// checks that Linux prints exactly the e820 map and command line given and
-// finds every ACPI table and both CPUs.
-func TestQEMUBootsDebianKernel(t *testing.T) {
+// The QEMU oracle for vm/boot and vm/acpi on machines without /dev/kvm: guest
+// memory is laid out by Setup and acpi.Build exactly as chsnap lays it out,
+// handed to QEMU (TCG, -M pc) with generic loader devices, and entered from a
+// tiny firmware (testdata/qemu_fw.S) that loads the CPU state Entry describes.
+// The ACPI blob sits in the 128 KiB BIOS image, which QEMU maps at 0xE0000.
+// An isa-debugcon at port 0x600 records what the guest writes to the FADT's
+// reset and sleep registers.
+
+// earlyCmdline gets Linux far enough to print the memory map and tables.
+const earlyCmdline = "console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1 chsnap.test=boot"
+
+// lateCmdline lets Linux finish booting under TCG: with HW_REDUCED_ACPI it
+// has no PIT or HPET to calibrate the TSC and LAPIC timer against (on KVM,
+// kvm-clock and CPUID provide both).
+const lateCmdline = "console=ttyS0 tsc_early_khz=2000000 lapic_timer_period=4000000 panic=-1"
+
+type qemuRun struct {
+	kernel   string
+	initrd   []byte
+	cmdline  string
+	devices  []acpi.Term
+	stopWhen []string      // stop once every one is seen; nil waits for QEMU to exit
+	grace    time.Duration // how long to let QEMU run after stopWhen is met
+	timeout  time.Duration
+}
+
+type qemuResult struct {
+	entry   *Entry
+	tables  *acpi.Tables
+	out     string // serial console
+	port600 []byte // bytes the guest wrote to I/O port 0x600
+	exitErr error
+}
+
+func needQEMU(t *testing.T) string {
+	t.Helper()
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		t.Skip("SKIP: qemu-system-x86_64 not installed")
@@ -35,48 +65,28 @@ func TestQEMUBootsDebianKernel(t *testing.T) {
 			t.Skipf("SKIP: %s not installed, cannot build the test firmware", tool)
 		}
 	}
-	for _, name := range []string{"vmlinux", "vmlinuz"} {
-		t.Run(name, func(t *testing.T) {
-			bootInQEMU(t, qemu, debianKernel(t, name), "console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1 chsnap.test=boot", nil)
-		})
-	}
+	return qemu
 }
 
-// TestQEMUBootsTestGuest boots the chsnap test guest the same way and waits
-// for its ready line, which it prints after reading boot_params and the MADT
-// and starting every CPU.
-func TestQEMUBootsTestGuest(t *testing.T) {
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		t.Skip("SKIP: qemu-system-x86_64 not installed")
-	}
-	const path = "../../testdata/guest/build/guest.bzImage"
-	if _, err := os.Stat(path); err != nil {
-		t.Skipf("SKIP: %s not built (run make in the repository root)", path)
-	}
-	bootInQEMU(t, qemu, path, "console=ttyS0", []string{"chsnap-guest ready cpus=2"})
-}
-
-func bootInQEMU(t *testing.T, qemu, kernelPath string, cmdline string, want []string) {
+func runInQEMU(t *testing.T, qemu string, r qemuRun) qemuResult {
+	t.Helper()
 	const memSize = 512 << 20
 	dir := t.TempDir()
-	fw := buildFirmware(t, dir)
-	img, err := os.ReadFile(kernelPath)
+	fw := buildTool(t, dir, "fw.bin", "testdata/qemu_fw.S", "-c")
+	img, err := os.ReadFile(r.kernel)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tables, err := acpi.Build(acpi.Config{APICIDs: acpi.SequentialAPICIDs(2)})
+	tables, err := acpi.Build(acpi.Config{APICIDs: acpi.SequentialAPICIDs(2), Devices: r.devices})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mem := newSparseMem(memSize)
-	e, err := Setup(mem, Config{Kernel: img, Cmdline: cmdline, MemSize: memSize, RSDP: tables.RSDP})
+	e, err := Setup(mem, Config{Kernel: img, Initrd: r.initrd, Cmdline: r.cmdline, MemSize: memSize, RSDP: tables.RSDP})
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	// BIOS image: 128 KiB mapped at 0xE0000: ACPI tables at offset 0, the
-	// firmware at 0xF0000, the reset vector at 0xFFFF0 (ljmp 0xF000:0).
 	bios := make([]byte, 128<<10)
 	copy(bios[tables.Base-0xE0000:], tables.Blob)
 	copy(bios[0x10000:], fw)
@@ -86,48 +96,36 @@ func bootInQEMU(t *testing.T, qemu, kernelPath string, cmdline string, want []st
 	}
 	le.PutUint32(bios[0x10010:], mode)
 	le.PutUint32(bios[0x10014:], uint32(e.Regs.RIP))
-	copy(bios[0x1FFF0:], []byte{0xEA, 0x00, 0x00, 0x00, 0xF0})
+	copy(bios[0x1FFF0:], []byte{0xEA, 0x00, 0x00, 0x00, 0xF0}) // ljmp 0xF000:0
+	copy(bios[0x1FFE0:], mem.read(ResetVectorAddr, 16))        // Setup's stub, for warm entries
 	biosPath := filepath.Join(dir, "bios.bin")
 	if err := os.WriteFile(biosPath, bios, 0o644); err != nil {
 		t.Fatal(err)
 	}
-
+	portLog := filepath.Join(dir, "port600.bin")
 	args := []string{"-M", "pc", "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "512M",
-		"-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot", "-bios", biosPath}
-	for i, run := range mem.runs() {
+		"-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot", "-bios", biosPath,
+		"-chardev", "file,id=p600,path=" + portLog, "-device", "isa-debugcon,iobase=0x600,chardev=p600"}
+	// QEMU_ARGS adds debugging options, e.g. "-d int,cpu_reset -D /tmp/q.log".
+	args = append(args, strings.Fields(os.Getenv("QEMU_ARGS"))...)
+	for i, run := range mem.runs(ACPIAddr, ACPIEnd) { // the BIOS image covers [0xE0000, 1 MiB)
 		p := filepath.Join(dir, fmt.Sprintf("mem%d.bin", i))
 		if err := os.WriteFile(p, mem.read(run[0], int(run[1])), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		args = append(args, "-device", fmt.Sprintf("loader,file=%s,addr=%#x,force-raw=on", p, run[0]))
 	}
-
-	if want != nil {
-		out := runUntil(t, qemu, args, want, 120*time.Second)
-		for _, w := range want {
-			if !containsAny(out, w) {
-				t.Errorf("guest output lacks %q", w)
-			}
-		}
-		if t.Failed() {
-			t.Logf("guest output:\n%s", out)
-		}
-		return
+	out, errOut, exitErr := runUntil(t, qemu, args, r.stopWhen, r.grace, r.timeout)
+	if errOut != "" {
+		t.Logf("qemu stderr: %s", errOut)
 	}
-	want = append(E820Lines(LinuxE820(e.E820, e.Kind)),
-		"Command line: "+cmdline,
-		"ACPI: RSDP 0x00000000000E0000 000024 (v02 CHSNAP)",
-		fmt.Sprintf("ACPI: XSDT 0x%016X 000034 (v01 CHSNAP CHSNAPVM 00000001 CHSN 00000001)", tables.Tables[1].Addr),
-		fmt.Sprintf("ACPI: FACP 0x%016X 000114 (v06 CHSNAP CHSNAPVM 00000001 CHSN 00000001)", tables.Tables[2].Addr),
-		fmt.Sprintf("ACPI: DSDT 0x%016X %06X (v02 CHSNAP CHSNAPVM 00000001 CHSN 00000001)", tables.Tables[4].Addr, tables.Tables[4].Length),
-		fmt.Sprintf("ACPI: APIC 0x%016X %06X (v05 CHSNAP CHSNAPVM 00000001 CHSN 00000001)", tables.Tables[3].Addr, tables.Tables[3].Length),
-		"IOAPIC[0]: apic_id 0, version",
-		"ACPI: INT_SRC_OVR (bus 0 bus_irq 4 global_irq 4 dfl dfl)",
-		"ACPI: Using ACPI (MADT) for SMP configuration information",
-		// Linux 6.12 words it so; 6.1 prints "smpboot: Allowing 2 CPUs, 0 hotplug CPUs".
-		"Allowing 2 present CPUs plus 0 hotplug CPUs|smpboot: Allowing 2 CPUs, 0 hotplug CPUs",
-	)
-	out := runUntil(t, qemu, args, want, 150*time.Second)
+	port600, _ := os.ReadFile(portLog)
+	return qemuResult{entry: e, tables: tables, out: out, port600: port600, exitErr: exitErr}
+}
+
+// expect checks that out contains every wanted string ("a|b" accepts either).
+func expect(t *testing.T, out string, want []string) {
+	t.Helper()
 	for _, w := range want {
 		if !containsAny(out, w) {
 			t.Errorf("kernel output lacks %q", w)
@@ -138,74 +136,224 @@ func bootInQEMU(t *testing.T, qemu, kernelPath string, cmdline string, want []st
 	}
 }
 
-// buildFirmware assembles testdata/qemu_fw.S into a flat binary linked at 0xF0000.
-func buildFirmware(t *testing.T, dir string) []byte {
-	obj, bin := filepath.Join(dir, "fw.o"), filepath.Join(dir, "fw.bin")
-	for _, c := range [][]string{
-		{"gcc", "-c", "testdata/qemu_fw.S", "-o", obj},
-		{"ld", "-m", "elf_x86_64", "-Ttext=0xF0000", "--oformat", "binary", "-e", "start16", obj, "-o", bin},
-	} {
-		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(c, " "), err, out)
-		}
+// TestQEMUBootsDebianKernel checks that Linux prints exactly the e820 map and
+// command line given and finds every ACPI table, the IOAPIC and both CPUs.
+func TestQEMUBootsDebianKernel(t *testing.T) {
+	qemu := needQEMU(t)
+	for _, name := range []string{"vmlinux", "vmlinuz"} {
+		t.Run(name, func(t *testing.T) {
+			kernel := debianKernel(t, name)
+			// Setup is deterministic, so the expected lines can be computed
+			// from a dry run before QEMU starts.
+			img, err := os.ReadFile(kernel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k, err := ParseKernel(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tables, err := acpi.Build(acpi.Config{APICIDs: acpi.SequentialAPICIDs(2)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hdr := func(i int, sig, rev string) string {
+				return fmt.Sprintf("ACPI: %s 0x%016X %06X (%s CHSNAP CHSNAPVM 00000001 CHSN 00000001)",
+					sig, tables.Tables[i].Addr, tables.Tables[i].Length, rev)
+			}
+			want := append(E820Lines(LinuxE820(E820Map(512<<20), k.Kind)),
+				"Command line: "+earlyCmdline,
+				"ACPI: RSDP 0x00000000000E0000 000024 (v02 CHSNAP)",
+				hdr(1, "XSDT", "v01"), hdr(2, "FACP", "v06"), hdr(4, "DSDT", "v02"), hdr(3, "APIC", "v05"),
+				"IOAPIC[0]: apic_id 0, version",
+				"ACPI: INT_SRC_OVR (bus 0 bus_irq 4 global_irq 4 dfl dfl)",
+				"ACPI: Using ACPI (MADT) for SMP configuration information",
+				// Linux 6.12 words it so; 6.1 prints "smpboot: Allowing 2 CPUs, 0 hotplug CPUs".
+				"Allowing 2 present CPUs plus 0 hotplug CPUs|smpboot: Allowing 2 CPUs, 0 hotplug CPUs",
+			)
+			res := runInQEMU(t, qemu, qemuRun{kernel: kernel, cmdline: earlyCmdline, stopWhen: want, timeout: 150 * time.Second})
+			expect(t, res.out, want)
+		})
 	}
-	fw, err := os.ReadFile(bin)
+}
+
+// TestQEMULinuxReboot boots Linux to an initramfs whose /init powers off or
+// restarts at once. On the way the DSDT must load, PNP must find COM1 and
+// the i8042, the second CPU must come up and the initrd must arrive. Power
+// off must write WAK_STS then SLP_TYP 5 | SLP_EN (0x34) to port 0x600;
+// restart must write the reset value 1 there, through the FADT reset
+// register with reboot=a, or through Setup's reset-vector stub by default.
+func TestQEMULinuxReboot(t *testing.T) {
+	qemu := needQEMU(t)
+	dir := t.TempDir()
+	poweroff := newcArchive(map[string][]byte{"init": buildTool(t, dir, "poweroff", "testdata/reboot_init.S", "-nostdlib", "-static")})
+	restart := newcArchive(map[string][]byte{"init": buildTool(t, dir, "restart", "testdata/reboot_init.S", "-nostdlib", "-static", "-DREBOOT_CMD=0x01234567")})
+	virtio, err := acpi.VirtioMMIO(0, 0xC000_1000, 0x1000, 5)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fw
+	booted := []string{
+		"smp: Brought up 1 node, 2 CPUs",
+		"ACPI: 1 ACPI AML tables successfully acquired and loaded",
+		"ACPI: PM: (supports S0 S5)",
+		"pnp: PnP ACPI: found 2 devices",
+		"00:00: ttyS0 at I/O 0x3f8",
+		"i8042: PNP: PS/2 Controller [PNP0303:PS2] at 0x60,0x64",
+		"Freeing initrd memory",
+		"Run /init as init process",
+	}
+	tests := []struct {
+		name, kernel string
+		initrd       []byte
+		cmdline      string
+		last         string
+		port600      []byte
+	}{
+		{"vmlinux poweroff", "vmlinux", poweroff, lateCmdline, "reboot: Power down", []byte{0x80, 0x34}},
+		{"vmlinuz poweroff", "vmlinuz", poweroff, lateCmdline, "reboot: Power down", []byte{0x80, 0x34}},
+		{"vmlinux restart reboot=a", "vmlinux", restart, lateCmdline + " reboot=a", "reboot: Restarting system", []byte{0x01}},
+		// The default restart of a HW-reduced machine jumps to the reset vector.
+		{"vmlinuz restart", "vmlinuz", restart, lateCmdline, "reboot: Restarting system", []byte{0x01}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// After a power-off that QEMU ignores, Linux panics and restarts
+			// too, so only the start of the port log is checked.
+			res := runInQEMU(t, qemu, qemuRun{kernel: debianKernel(t, tc.kernel), initrd: tc.initrd, cmdline: tc.cmdline,
+				devices: []acpi.Term{virtio}, stopWhen: []string{tc.last}, grace: 3 * time.Second, timeout: 150 * time.Second})
+			expect(t, res.out, append(slices.Clone(booted), tc.last))
+			if !bytes.HasPrefix(res.port600, tc.port600) {
+				t.Errorf("port 0x600 writes = % x, want % x; qemu exit %v; output ends:\n%s", res.port600, tc.port600, res.exitErr, tail(res.out, 20))
+			}
+		})
+	}
 }
 
-// runUntil runs QEMU until its serial output contains every wanted string or
-// the timeout passes, then stops it, and returns the output.
-func runUntil(t *testing.T, qemu string, args, want []string, timeout time.Duration) string {
+// TestQEMUBootsTestGuest boots the chsnap test guest the same way and waits
+// for its ready line, which it prints after reading boot_params and the MADT
+// and starting every CPU.
+func TestQEMUBootsTestGuest(t *testing.T) {
+	qemu := needQEMU(t)
+	const path = "../../testdata/guest/build/guest.bzImage"
+	if _, err := os.Stat(path); err != nil {
+		t.Skipf("SKIP: %s not built (run make in the repository root)", path)
+	}
+	want := []string{"chsnap-guest ready cpus=2"}
+	res := runInQEMU(t, qemu, qemuRun{kernel: path, cmdline: "console=ttyS0", stopWhen: want, timeout: 120 * time.Second})
+	expect(t, res.out, want)
+}
+
+// buildTool assembles a testdata .S file with gcc and the given flags; with
+// "-c" it links the object flat at 0xF0000 (the firmware).
+func buildTool(t *testing.T, dir, name, src string, flags ...string) []byte {
+	t.Helper()
+	out := filepath.Join(dir, name)
+	cmds := [][]string{append(append([]string{"gcc"}, flags...), src, "-o", out)}
+	if slices.Contains(flags, "-c") {
+		obj := out + ".o"
+		cmds = [][]string{
+			{"gcc", "-c", src, "-o", obj},
+			{"ld", "-m", "elf_x86_64", "-Ttext=0xF0000", "--oformat", "binary", "-e", "start16", obj, "-o", out},
+		}
+	}
+	for _, c := range cmds {
+		if b, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(c, " "), err, b)
+		}
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// newcArchive returns a cpio "newc" archive of executable files.
+func newcArchive(files map[string][]byte) []byte {
+	var b bytes.Buffer
+	pad := func() {
+		for b.Len()%4 != 0 {
+			b.WriteByte(0)
+		}
+	}
+	entry := func(ino int, name string, mode int, data []byte) {
+		fmt.Fprintf(&b, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
+			ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name)+1, 0)
+		b.WriteString(name + "\x00")
+		pad()
+		b.Write(data)
+		pad()
+	}
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for i, n := range names {
+		entry(i+1, n, 0o100755, files[n])
+	}
+	entry(0, "TRAILER!!!", 0, nil)
+	return b.Bytes()
+}
+
+// runUntil runs QEMU until grace after its serial output contains every
+// string of stopWhen (when not nil), until it exits, or until the timeout.
+func runUntil(t *testing.T, qemu string, args, stopWhen []string, grace, timeout time.Duration) (stdout, stderr string, exitErr error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, qemu, args...)
-	stdout, err := cmd.StdoutPipe()
+	pipe, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	var errOut strings.Builder
+	cmd.Stderr = &errOut
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var (
-		mu  sync.Mutex
-		out strings.Builder
-	)
+	var out strings.Builder
+	var mu sync.Mutex
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		sc := bufio.NewScanner(stdout)
-		missing := slices.Clone(want)
+		sc := bufio.NewScanner(pipe)
+		missing := slices.Clone(stopWhen)
+		stopping := false
 		for sc.Scan() {
 			line := strings.TrimRight(sc.Text(), "\r")
 			mu.Lock()
 			out.WriteString(line + "\n")
 			mu.Unlock()
+			if stopWhen == nil {
+				continue
+			}
 			missing = slices.DeleteFunc(missing, func(w string) bool { return containsAny(line, w) })
-			if len(missing) == 0 {
-				cancel()
+			if len(missing) == 0 && !stopping {
+				// Give the guest a moment to finish what the last line
+				// announced (port writes after "reboot: Power down").
+				stopping = true
+				time.AfterFunc(grace, cancel)
 			}
 		}
 	}()
 	<-done
-	cmd.Wait()
-	if s := stderr.String(); s != "" {
-		t.Logf("qemu stderr: %s", s)
+	exitErr = cmd.Wait()
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		t.Errorf("qemu still running after %v, stopped", timeout)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	return out.String()
+	return out.String(), errOut.String(), exitErr
 }
 
-// runs returns the written memory as [start, length) runs of whole pages.
-func (m *sparseMem) runs() [][2]uint64 {
+// runs returns the written memory outside [skipLo, skipHi) as
+// [start, length) runs of whole pages.
+func (m *sparseMem) runs(skipLo, skipHi uint64) [][2]uint64 {
 	pages := make([]uint64, 0, len(m.pages))
 	for p := range m.pages {
-		pages = append(pages, p)
+		if p<<12 < skipLo || p<<12 >= skipHi {
+			pages = append(pages, p)
+		}
 	}
 	slices.Sort(pages)
 	var runs [][2]uint64
@@ -227,4 +375,10 @@ func containsAny(s, w string) bool {
 		}
 	}
 	return false
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

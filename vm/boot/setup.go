@@ -122,6 +122,9 @@ func Setup(mem io.WriterAt, cfg Config) (*Entry, error) {
 	if err := writePageTables(mem); err != nil {
 		return nil, err
 	}
+	if err := writeAt(mem, resetStub, ResetVectorAddr); err != nil {
+		return nil, fmt.Errorf("write reset vector stub: %w", err)
+	}
 	switch k.Kind {
 	case KindBzImage:
 		if err := writeZeroPage(mem, k.BzImage, e, cfg); err != nil {
@@ -146,6 +149,19 @@ func Setup(mem io.WriterAt, cfg Config) (*Entry, error) {
 	}
 	return e, nil
 }
+
+// resetStub is the 16-bit code Setup puts at the reset vector (F000:FFF0):
+//
+//	mov al, ResetValue ; mov dx, ResetPort ; out dx, al ; 1: hlt ; jmp 1b
+//
+// Linux on a HW-reduced ACPI machine without EFI restarts by default through
+// BOOT_EFI (which returns at once: efi_reboot_required() is true whenever
+// the FADT says HW_REDUCED_ACPI) and then BOOT_BIOS: it clears CMOS
+// register 0x0F and jumps to F000:FFF0 in real mode (machine_real_restart
+// in arch/x86/kernel/reboot.c), seen with Linux 6.12 under the QEMU oracle.
+// With RAM there, the vCPU would run zeros forever; the stub turns that
+// jump into the same ACPI reset a "reboot=a" restart performs.
+var resetStub = []byte{0xB0, ResetValue, 0xBA, ResetPort & 0xFF, ResetPort >> 8, 0xEE, 0xF4, 0xEB, 0xFD}
 
 // writeZeroPage builds boot_params: zeroed, the image's setup header copied
 // to 0x1F1, then the loader-owned fields patched (boot.rst "Details of Header

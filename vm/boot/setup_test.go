@@ -96,6 +96,11 @@ func TestSetupBzImage(t *testing.T) {
 		}
 	}
 
+	// Reset vector: mov al,1; mov dx,0x600; out dx,al; hlt; jmp $-3.
+	if got := mem.read(0xFFFF0, 16); !bytes.Equal(got, []byte{0xB0, 1, 0xBA, 0x00, 0x06, 0xEE, 0xF4, 0xEB, 0xFD, 0, 0, 0, 0, 0, 0, 0}) {
+		t.Errorf("reset vector = % x", got)
+	}
+
 	want := kvmstate.Regs{RIP: 0x100200, RSI: 0x7000, RSP: 0x8FF0, RBP: 0x8FF0, RFLAGS: 2}
 	if e.Regs != want {
 		t.Errorf("Regs = %+v, want %+v", e.Regs, want)

@@ -10,6 +10,9 @@
  * Linked at 0xF0000 (the test puts it at offset 0x10000 of a 128 KiB BIOS
  * image, which QEMU maps at 0xE0000-0xFFFFF; the reset vector at 0xFFFF0
  * jumps here). The test patches mode and entry at fixed offsets 0x10, 0x14.
+ * On a second entry (a guest jump to the reset vector, flagged in RAM at
+ * 0x4F0) it runs the 16 bytes vm/boot wrote at 0xFFFF0, which the test
+ * copies to 0xFFFE0, instead of booting again.
  */
 	.code16
 	.text
@@ -40,11 +43,19 @@ boot_gdtr:
 real_start:
 	cli
 	cld
+	xorw	%ax, %ax
+	movw	%ax, %ds
+	cmpb	$0, 0x4F0
+	jne	warm
+	movb	$1, 0x4F0
 	lgdtl	%cs:(fw_gdtr - start16)
 	movl	%cr0, %eax
 	orl	$1, %eax
 	movl	%eax, %cr0
 	ljmpl	$0x08, $start32
+
+warm:
+	ljmp	$0xF000, $0xFFE0
 
 	.code32
 start32:
