@@ -19,4 +19,7 @@
 // Blob layout from Base (each table 16-byte aligned, order fixed):
 //
 //	RSDP (36 B) · XSDT (→ FACP, APIC) · FACP (276 B, X_DSDT → DSDT) · APIC (MADT) · DSDT
+//
+// The blob must end by TablesEnd (0xFFFF0): the reset vector above it holds
+// vm/boot's reset stub.
 package acpi

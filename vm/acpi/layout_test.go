@@ -27,6 +27,9 @@ func TestAreaMatchesBootLayout(t *testing.T) {
 // TestResetRegisterMatchesBootStub keeps the FADT reset register and the
 // reset-vector stub vm/boot writes in agreement.
 func TestResetRegisterMatchesBootStub(t *testing.T) {
+	if acpi.TablesEnd != boot.ResetVectorAddr {
+		t.Errorf("tables may reach %#x, the reset vector stub is at %#x", acpi.TablesEnd, boot.ResetVectorAddr)
+	}
 	if acpi.ResetPort != boot.ResetPort || acpi.ResetValue != boot.ResetValue {
 		t.Errorf("FADT reset %#x←%d, boot stub %#x←%d", acpi.ResetPort, acpi.ResetValue, boot.ResetPort, boot.ResetValue)
 	}

@@ -23,6 +23,9 @@ const (
 	// (ACPI_HI_RSDP_WINDOW_BASE, size 0x20000); vm/boot reserves it in e820.
 	AreaStart = 0xE0000
 	AreaEnd   = 0x100000
+	// TablesEnd is where the tables must stop: the last 16 bytes of the
+	// area are the x86 reset vector (F000:FFF0), where vm/boot puts a stub.
+	TablesEnd = 0xFFFF0
 	// DefaultBase is where Build places the blob when Config.Base is 0.
 	DefaultBase = AreaStart
 	// DefaultLAPICAddr and DefaultIOAPICAddr are the xAPIC and IOAPIC
@@ -37,13 +40,13 @@ const (
 	SleepS5Value = 5<<2 | 1<<5
 )
 
-// ErrTooBig is returned when the tables do not fit between Base and AreaEnd.
+// ErrTooBig is returned when the tables do not fit between Base and TablesEnd.
 var ErrTooBig = errors.New("acpi: tables do not fit in the BIOS area")
 
 // Config describes the machine the tables present.
 type Config struct {
 	// Base is the guest-physical address the blob is copied to: 16-byte
-	// aligned, within [AreaStart, AreaEnd). 0 means DefaultBase.
+	// aligned, within [AreaStart, TablesEnd). 0 means DefaultBase.
 	Base uint64
 	// APICIDs has the local APIC ID of each vCPU; vCPU i gets ACPI processor
 	// UID i. 1 to 255 vCPUs, each ID below 255 (xAPIC).
@@ -113,8 +116,8 @@ func Build(cfg Config) (*Tables, error) {
 	if base == 0 {
 		base = DefaultBase
 	}
-	if base < AreaStart || base >= AreaEnd || base%16 != 0 {
-		return nil, fmt.Errorf("acpi: base %#x is not a 16-byte aligned address in [%#x, %#x)", base, AreaStart, AreaEnd)
+	if base < AreaStart || base >= TablesEnd || base%16 != 0 {
+		return nil, fmt.Errorf("acpi: base %#x is not a 16-byte aligned address in [%#x, %#x)", base, AreaStart, TablesEnd)
 	}
 	madt, err := buildMADT(cfg)
 	if err != nil {
@@ -132,9 +135,9 @@ func Build(cfg Config) (*Tables, error) {
 	offMADT := align16(offFACP + fadtLen)
 	offDSDT := align16(offMADT + uint64(len(madt)))
 	total := offDSDT + uint64(len(dsdt))
-	if total > AreaEnd-base {
+	if total > TablesEnd-base {
 		return nil, fmt.Errorf("%w: %d bytes (DSDT %d, MADT %d) exceed the %d bytes from %#x to %#x",
-			ErrTooBig, total, len(dsdt), len(madt), AreaEnd-base, base, AreaEnd)
+			ErrTooBig, total, len(dsdt), len(madt), TablesEnd-base, base, TablesEnd)
 	}
 
 	blob := make([]byte, total)

@@ -77,7 +77,7 @@ func TestBuild(t *testing.T) {
 func checkTables(t *testing.T, tb *Tables) {
 	t.Helper()
 	le := binary.LittleEndian
-	if tb.RSDP != tb.Base || tb.Base != DefaultBase || uint64(len(tb.Blob)) > AreaEnd-tb.Base {
+	if tb.RSDP != tb.Base || tb.Base != DefaultBase || uint64(len(tb.Blob)) > TablesEnd-tb.Base {
 		t.Errorf("RSDP %#x base %#x blob %d bytes", tb.RSDP, tb.Base, len(tb.Blob))
 	}
 	rsdp := tb.Bytes("RSDP")
@@ -220,8 +220,8 @@ func TestBuildErrors(t *testing.T) {
 		{"duplicate id", Config{APICIDs: []uint32{1, 1}}, nil, "vCPUs 0 and 1 have the same APIC ID 1"},
 		{"misaligned base", Config{Base: 0xE0008, APICIDs: SequentialAPICIDs(1)}, nil, "base 0xe0008"},
 		{"base below area", Config{Base: 0xA0000, APICIDs: SequentialAPICIDs(1)}, nil, "base 0xa0000"},
-		{"dsdt too big", Config{APICIDs: SequentialAPICIDs(1), Devices: []Term{huge}}, ErrTooBig, "exceed the 131072 bytes from 0xe0000 to 0x100000"},
-		{"no room at end", Config{Base: 0xFFF00, APICIDs: SequentialAPICIDs(1)}, ErrTooBig, "exceed the 256 bytes"},
+		{"dsdt too big", Config{APICIDs: SequentialAPICIDs(1), Devices: []Term{huge}}, ErrTooBig, "exceed the 131056 bytes from 0xe0000 to 0xffff0"},
+		{"no room at end", Config{Base: 0xFFF00, APICIDs: SequentialAPICIDs(1)}, ErrTooBig, "exceed the 240 bytes"},
 		{"bad device", Config{APICIDs: SequentialAPICIDs(1), Devices: []Term{Device{Path: "bad"}}}, ErrAML, "DSDT"},
 	}
 	for _, tc := range tests {
