@@ -27,6 +27,9 @@ import (
 // The ACPI blob sits in the 128 KiB BIOS image, which QEMU maps at 0xE0000.
 // An isa-debugcon at port 0x600 records what the guest writes to the FADT's
 // reset and sleep registers.
+//
+// Run with: go test -tags e2e -run QEMU ./vm/boot (needs qemu-system-x86_64,
+// gcc, ld and the kernel cached by testdata/kernel/fetch.sh; about 1 minute).
 
 // earlyCmdline gets Linux far enough to print the memory map and tables.
 const earlyCmdline = "console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1 chsnap.test=boot"
