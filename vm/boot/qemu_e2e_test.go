@@ -225,6 +225,12 @@ func TestQEMULinuxReboot(t *testing.T) {
 			res := runInQEMU(t, qemu, qemuRun{kernel: debianKernel(t, tc.kernel), initrd: tc.initrd, cmdline: tc.cmdline,
 				devices: []acpi.Term{virtio}, stopWhen: []string{tc.last}, grace: 3 * time.Second, timeout: 150 * time.Second})
 			expect(t, res.out, append(slices.Clone(booted), tc.last))
+			for _, line := range strings.Split(res.out, "\n") {
+				if strings.Contains(line, "ACPI Error") || strings.Contains(line, "ACPI BIOS Error") ||
+					strings.Contains(line, "ACPI Warning") || strings.Contains(line, "ACPI BIOS Warning") || strings.Contains(line, "[Firmware Bug]") {
+					t.Errorf("kernel complains about the firmware: %s", line)
+				}
+			}
 			if !bytes.HasPrefix(res.port600, tc.port600) {
 				t.Errorf("port 0x600 writes = % x, want % x; qemu exit %v; output ends:\n%s", res.port600, tc.port600, res.exitErr, tail(res.out, 20))
 			}
