@@ -125,8 +125,15 @@ func TestRealGuest(t *testing.T) {
 	if e.Kind != KindBzImage || e.Regs.RIP != 0x100200 {
 		t.Errorf("entry = %v at %#x, want bzImage 64-bit at 0x100200", e.Kind, e.Regs.RIP)
 	}
-	if got := mem.read(KernelAddr, 16); !bytes.Equal(got, e.Kernel.BzImage.Code[:16]) {
-		t.Errorf("kernel code at 1 MiB = % x, want % x", got, e.Kernel.BzImage.Code[:16])
+	z, err := ParseBzImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mem.read(KernelAddr, 16); !bytes.Equal(got, z.Code[:16]) {
+		t.Errorf("kernel code at 1 MiB = % x, want % x", got, z.Code[:16])
+	}
+	if e.KernelEnd <= KernelAddr {
+		t.Errorf("KernelEnd = %#x", e.KernelEnd)
 	}
 	if got := binary.LittleEndian.Uint32(mem.read(ZeroPageAddr+0x202, 4)); got != hdrSMagic {
 		t.Errorf("boot_params HdrS = %#x", got)

@@ -47,8 +47,10 @@ type Config struct {
 // starts the kernel. The boot vCPU gets Regs and ApplySregs; the other vCPUs
 // wait for INIT/SIPI and need nothing from here.
 type Entry struct {
-	Kind   Kind
-	Kernel *Kernel
+	Kind Kind
+	// KernelEnd is the first address above the kernel's memory (Kernel.End).
+	// Entry keeps no reference to the kernel image.
+	KernelEnd uint64
 	// Regs are the general registers for the boot vCPU (KVM_SET_REGS).
 	Regs kvmstate.Regs
 	// GDT is the boot GDT written at GDTAddr; ApplySregs derives the segment
@@ -90,7 +92,7 @@ func Setup(mem io.WriterAt, cfg Config) (*Entry, error) {
 			return nil, fmt.Errorf("command line has a NUL byte at %d", i)
 		}
 	}
-	e := &Entry{Kind: k.Kind, Kernel: k, E820: E820Map(cfg.MemSize)}
+	e := &Entry{Kind: k.Kind, KernelEnd: k.End, E820: E820Map(cfg.MemSize)}
 	if len(cfg.Initrd) > 0 {
 		top := lowEnd
 		if k.Kind == KindBzImage {
