@@ -48,6 +48,7 @@ type DumpStats struct {
 // i-window has been written before chunk i is handed out.
 type dumpSlot struct {
 	done      chan struct{} // one token per chunk, sent by the worker
+	runs      [][2]int64    // the chunk's data runs in the memfd, set by the producer
 	payload   []byte        // section payload, reused across generations
 	entry     indexEntry
 	zeroPages int
@@ -58,7 +59,6 @@ type dumpSlot struct {
 type dumpWorker struct {
 	enc     *zstd.Encoder
 	scratch []byte
-	runs    [][2]int64
 }
 
 // newEncoder returns the encoder every worker uses. Concurrency 1 and
@@ -116,6 +116,9 @@ func Dump(mem *Memory, w *formats.Writer, opt DumpOptions) (DumpStats, error) {
 	slots := make([]dumpSlot, window)
 	for i := range slots {
 		slots[i].done = make(chan struct{}, 1)
+		// Room for an incompressible chunk (zstd stores it as raw blocks of
+		// 128 KiB, 3 header bytes each), so that EncodeAll never grows it.
+		slots[i].payload = make([]byte, 0, chunkHeaderSize+pagesPerChunk/8+ChunkSize+ChunkSize/1024+64)
 	}
 
 	jobs := make(chan int, window)
@@ -126,12 +129,15 @@ func Dump(mem *Memory, w *formats.Writer, opt DumpOptions) (DumpStats, error) {
 	go func() { // producer: hands out chunk numbers while the window has room
 		defer wg.Done()
 		defer close(jobs)
-		for i := range grid {
+		holes := newHoleScanner(mem)
+		for i, c := range grid {
 			select {
 			case tokens <- struct{}{}:
 			case <-stop:
 				return
 			}
+			s := &slots[i%window]
+			s.runs = holes.runs(int64(c.off), int64(c.length), s.runs[:0])
 			jobs <- i // never blocks: at most window jobs are outstanding
 		}
 	}()
@@ -220,8 +226,7 @@ func (dw *dumpWorker) chunk(mem *Memory, c chunkRef, s *dumpSlot) error {
 		bitmap[pg/8] |= 1 << (pg % 8)
 	}
 	zero := pages
-	dw.runs = mem.dataRuns(int64(c.off), int64(c.length), dw.runs[:0])
-	for _, r := range dw.runs {
+	for _, r := range s.runs {
 		p0 := int((uint64(r[0]) - c.off) / PageSize)
 		p1 := int((uint64(r[1]) - c.off + PageSize - 1) / PageSize)
 		for pg := p0; pg < min(p1, pages); pg++ {

@@ -289,6 +289,7 @@ func (l *Loader) decode(dec *zstd.Decoder, scratch *[]byte, j loadJob) error {
 	}
 	want := int(c.length) - zeroPages*PageSize
 	if zeroPages == 0 {
+		populate(ram)
 		out, err := dec.DecodeAll(j.frame, ram[:0])
 		if err != nil {
 			return fmt.Errorf("decode frame: %w: %w", formats.ErrCorrupt, err)
@@ -310,12 +311,21 @@ func (l *Loader) decode(dec *zstd.Decoder, scratch *[]byte, j loadJob) error {
 		if len(out) != want {
 			return fmt.Errorf("frame decodes to %d bytes, want %d: %w", len(out), want, formats.ErrCorrupt)
 		}
-		k := 0
-		for pg := range c.pages() {
-			if j.bitmap[pg/8]&(1<<(pg%8)) == 0 {
-				copy(ram[pg*PageSize:(pg+1)*PageSize], out[k:k+PageSize])
-				k += PageSize
+		// Copy each run of non-zero pages in one go.
+		k, pages := 0, c.pages()
+		for pg := 0; pg < pages; {
+			if j.bitmap[pg/8]&(1<<(pg%8)) != 0 {
+				pg++
+				continue
 			}
+			end := pg + 1
+			for end < pages && j.bitmap[end/8]&(1<<(end%8)) == 0 {
+				end++
+			}
+			run := ram[pg*PageSize : end*PageSize]
+			populate(run)
+			k += copy(run, out[k:])
+			pg = end
 		}
 	}
 	l.results[j.id] = result{decoded: true, hash: hashChunk(ram, j.bitmap, zeroPages)}

@@ -157,3 +157,8 @@ func sectionOf(tb testing.TB, secs []formats.Section, kind formats.SectionKind, 
 	tb.Fatalf("no section %s %d", kind, id)
 	return -1
 }
+
+// dataRuns returns the data runs of m's memfd range [off, off+n).
+func (m *Memory) dataRuns(off, n int64, dst [][2]int64) [][2]int64 {
+	return newHoleScanner(m).runs(off, n, dst)
+}
