@@ -44,6 +44,7 @@ type qemuRun struct {
 	initrd   []byte
 	cmdline  string
 	devices  []acpi.Term
+	cpus     int           // 0 means 2
 	stopWhen []string      // stop once every one is seen; nil waits for QEMU to exit
 	grace    time.Duration // how long to let QEMU run after stopWhen is met
 	timeout  time.Duration
@@ -80,7 +81,11 @@ func runInQEMU(t *testing.T, qemu string, r qemuRun) qemuResult {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tables, err := acpi.Build(acpi.Config{APICIDs: acpi.SequentialAPICIDs(2), Devices: r.devices})
+	cpus := r.cpus
+	if cpus == 0 {
+		cpus = 2
+	}
+	tables, err := acpi.Build(acpi.Config{APICIDs: acpi.SequentialAPICIDs(cpus), Devices: r.devices})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +111,7 @@ func runInQEMU(t *testing.T, qemu string, r qemuRun) qemuResult {
 		t.Fatal(err)
 	}
 	portLog := filepath.Join(dir, "port600.bin")
-	args := []string{"-M", "pc", "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "512M",
+	args := []string{"-M", "pc", "-accel", "tcg", "-cpu", "max", "-smp", fmt.Sprint(cpus), "-m", "512M",
 		"-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot", "-bios", biosPath,
 		"-chardev", "file,id=p600,path=" + portLog, "-device", "isa-debugcon,iobase=0x600,chardev=p600"}
 	// QEMU_ARGS adds debugging options, e.g. "-d int,cpu_reset -D /tmp/q.log".
@@ -247,9 +252,13 @@ func TestQEMUBootsTestGuest(t *testing.T) {
 	if _, err := os.Stat(path); err != nil {
 		t.Skipf("SKIP: %s not built (run make in the repository root)", path)
 	}
-	want := []string{"chsnap-guest ready cpus=2"}
-	res := runInQEMU(t, qemu, qemuRun{kernel: path, cmdline: "console=ttyS0", stopWhen: want, timeout: 120 * time.Second})
-	expect(t, res.out, want)
+	for _, cpus := range []int{1, 2, 8} {
+		t.Run(fmt.Sprintf("%dcpus", cpus), func(t *testing.T) {
+			want := []string{fmt.Sprintf("chsnap-guest ready cpus=%d", cpus)}
+			res := runInQEMU(t, qemu, qemuRun{kernel: path, cmdline: "console=ttyS0", cpus: cpus, stopWhen: want, timeout: 120 * time.Second})
+			expect(t, res.out, want)
+		})
+	}
 }
 
 // buildTool assembles a testdata .S file with gcc and the given flags; with
