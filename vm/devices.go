@@ -33,21 +33,39 @@ type irqLine struct {
 // Set implements devstate.IRQ with KVM_IRQ_LINE.
 func (l irqLine) Set(level bool) error { return l.vm.IRQLine(l.gsi, level) }
 
-func newDevices(v *VM) (*devices, error) {
+// newDevices creates the legacy devices, fresh (st nil) or from saved
+// state, which each Restore… checks as if the guest had written it.
+func newDevices(v *VM, st *savedState) (_ *devices, err error) {
 	d := &devices{}
-	d.serial = devstate.NewSerial(devstate.SerialDeps{
-		IRQ: irqLine{v.kvm, serialGSI},
-		Out: v.cfg.SerialOut,
-	})
-	d.i8042 = devstate.NewI8042(devstate.I8042Deps{
+	serialDeps := devstate.SerialDeps{IRQ: irqLine{v.kvm, serialGSI}, Out: v.cfg.SerialOut}
+	i8042Deps := devstate.I8042Deps{
 		Reset:  func() { v.stop(ExitReboot, nil) },
 		KbdIRQ: irqLine{v.kvm, keyboardGSI},
-	})
-	d.power = devstate.NewPower(devstate.PowerDeps{
+	}
+	powerDeps := devstate.PowerDeps{
 		PowerOff: func() { v.stop(ExitPowerOff, nil) },
 		Reset:    func() { v.stop(ExitReboot, nil) },
-	})
-	d.cmos = devstate.NewCMOS(devstate.CMOSDeps{MemoryBytes: v.cfg.Memory})
+	}
+	cmosDeps := devstate.CMOSDeps{MemoryBytes: v.cfg.Memory}
+	if st == nil {
+		d.serial = devstate.NewSerial(serialDeps)
+		d.i8042 = devstate.NewI8042(i8042Deps)
+		d.power = devstate.NewPower(powerDeps)
+		d.cmos = devstate.NewCMOS(cmosDeps)
+	} else {
+		if d.serial, err = devstate.RestoreSerial(st.Serial, serialDeps); err != nil {
+			return nil, fmt.Errorf("restore %s: %w", deviceNames[devSerial], err)
+		}
+		if d.i8042, err = devstate.RestoreI8042(st.I8042, i8042Deps); err != nil {
+			return nil, fmt.Errorf("restore %s: %w", deviceNames[devI8042], err)
+		}
+		if d.power, err = devstate.RestorePower(st.Power, powerDeps); err != nil {
+			return nil, fmt.Errorf("restore %s: %w", deviceNames[devPower], err)
+		}
+		if d.cmos, err = devstate.RestoreCMOS(st.CMOS, cmosDeps); err != nil {
+			return nil, fmt.Errorf("restore %s: %w", deviceNames[devCMOS], err)
+		}
+	}
 	for _, r := range []struct {
 		base, n uint16
 		dev     devstate.PortIO

@@ -35,6 +35,8 @@ type vcpu struct {
 	tid     int      // OS thread id; guarded by mu
 	mailbox []func() // guarded by mu
 
+	// work carries closures to the thread while it is parked (paused).
+	work   chan func()
 	exited chan struct{}
 }
 
@@ -67,6 +69,44 @@ func (c *vcpu) kick() {
 	_ = unix.Tgkill(os.Getpid(), c.tid, kickSignal)
 }
 
+// parkFunc returns the mailbox closure that pauses the vCPU: it acknowledges
+// on acks, tells kvmclock the vCPU stopped, then runs closures sent on work
+// until resume is closed or the VM stops.
+func (c *vcpu) parkFunc(resume <-chan struct{}, acks chan<- int) func() {
+	return func() {
+		// EINVAL until the guest enables kvmclock: harmless (api.rst §4.70).
+		_ = c.cpu.KVMClockCtrl()
+		acks <- c.id
+		for {
+			select {
+			case <-resume:
+				return
+			case fn := <-c.work:
+				fn()
+			case <-c.vm.stopping:
+				return
+			}
+		}
+	}
+}
+
+// onThread runs fn on the parked vCPU's thread and returns its error.
+// Preconditions: the vCPU is parked (the VM is paused).
+func (c *vcpu) onThread(fn func() error) error {
+	done := make(chan error, 1)
+	select {
+	case c.work <- func() { done <- fn() }:
+	case <-c.vm.stopping:
+		return ErrClosed
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-c.vm.stopping:
+		return ErrClosed
+	}
+}
+
 // drain runs every queued closure, including any posted while it runs.
 func (c *vcpu) drain() {
 	for {
@@ -85,7 +125,7 @@ func (c *vcpu) drain() {
 
 // thread is the vCPU goroutine. It creates and configures the vCPU, reports
 // on ready, waits for start, then runs until the VM stops.
-func (c *vcpu) thread(ready chan<- error, start <-chan struct{}) {
+func (c *vcpu) thread(ready chan<- error, start <-chan struct{}, setup func(id int, cpu *kvmstate.VCPU) error) {
 	runtime.LockOSThread() // never unlocked: the thread belongs to this vCPU
 	defer close(c.exited)
 	cpu, err := c.vm.kvm.CreateVCPU(c.id)
@@ -104,8 +144,8 @@ func (c *vcpu) thread(ready chan<- error, start <-chan struct{}) {
 			c.vm.logf("vCPU %d: close: %v", c.id, err)
 		}
 	}()
-	if err := c.vm.configureVCPU(c.id, cpu); err != nil {
-		ready <- fmt.Errorf("configure vCPU %d: %w", c.id, err)
+	if err := setup(c.id, cpu); err != nil {
+		ready <- fmt.Errorf("set up vCPU %d: %w", c.id, err)
 		return
 	}
 	ready <- nil

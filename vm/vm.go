@@ -36,6 +36,8 @@ const (
 	ExitReboot
 	// ExitStopped: the host stopped the VM (Stop or a signal).
 	ExitStopped
+	// ExitShutdown: the host asked for an orderly end (vmm.shutdown).
+	ExitShutdown
 )
 
 // String names the reason for messages.
@@ -47,6 +49,8 @@ func (r ExitReason) String() string {
 		return "reboot"
 	case ExitStopped:
 		return "stopped"
+	case ExitShutdown:
+		return "shutdown"
 	}
 	return fmt.Sprintf("ExitReason(%d)", int(r))
 }
@@ -67,14 +71,21 @@ type VM struct {
 	cpus  []*vcpu
 	start chan struct{}
 
+	snapMu sync.Mutex // one snapshot at a time
+	msrs   []uint32   // MSRs a snapshot saves, chosen at the first one; guarded by pauseMu
+
 	stopping chan struct{} // closed by stop
 	stopOnce sync.Once
 	reason   ExitReason // written once in stop, before stopping is closed
 	err      error      // ditto
 
 	pauseMu sync.Mutex
-	paused  bool // guarded by pauseMu
-	resume  chan struct{}
+	paused  bool          // guarded by pauseMu
+	resume  chan struct{} // closed to resume; guarded by pauseMu
+	// restored is the state a VM was restored from, kept while it has not
+	// run since, so that saving it again yields the same archive; guarded
+	// by pauseMu.
+	restored *savedState
 
 	closeOnce sync.Once
 	closeErr  error
@@ -88,11 +99,35 @@ func New(cfg Config) (_ *VM, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	v, err := newMachine(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			v.abort()
+		}
+	}()
+	if v.entry, err = loadGuest(v.mem, cfg); err != nil {
+		return nil, err
+	}
+	if v.dev, err = newDevices(v, nil); err != nil {
+		return nil, err
+	}
+	if err := v.createVCPUs(v.configureVCPU); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// newMachine creates what every VM has, booted or restored: /dev/kvm, the
+// KVM VM with its in-kernel irqchip and PIT, and guest RAM registered with
+// KVM. On error it releases what it created.
+func newMachine(cfg Config) (_ *VM, err error) {
 	v := &VM{cfg: cfg, start: make(chan struct{}), stopping: make(chan struct{})}
 	defer func() {
 		if err != nil {
-			v.stop(ExitStopped, nil)
-			v.release()
+			v.abort()
 		}
 	}()
 	dev := cfg.KVMDevice
@@ -130,26 +165,26 @@ func New(cfg Config) (_ *VM, err error) {
 			return nil, fmt.Errorf("register guest RAM slot %d: %w", i, err)
 		}
 	}
-	if v.entry, err = loadGuest(v.mem, cfg); err != nil {
-		return nil, err
-	}
-	if v.dev, err = newDevices(v); err != nil {
-		return nil, err
-	}
-	if err := v.createVCPUs(); err != nil {
-		return nil, err
-	}
 	return v, nil
 }
 
-// createVCPUs starts one thread per vCPU; each creates and configures its
-// vCPU in parallel with the others and then waits for Run.
-func (v *VM) createVCPUs() error {
+// abort releases a VM that New or Restore could not finish.
+func (v *VM) abort() {
+	v.stop(ExitStopped, nil)
+	if err := v.release(); err != nil {
+		v.logf("release: %v", err)
+	}
+}
+
+// createVCPUs starts one thread per vCPU; each creates its vCPU, sets it up
+// with setup (boot configuration or restored state) in parallel with the
+// others, and then waits for Run.
+func (v *VM) createVCPUs(setup func(id int, cpu *kvmstate.VCPU) error) error {
 	ready := make(chan error, v.cfg.CPUs)
 	for id := 0; id < v.cfg.CPUs; id++ {
-		c := &vcpu{id: id, vm: v, exited: make(chan struct{})}
+		c := &vcpu{id: id, vm: v, work: make(chan func()), exited: make(chan struct{})}
 		v.cpus = append(v.cpus, c)
-		go c.thread(ready, v.start)
+		go c.thread(ready, v.start, setup)
 	}
 	var errs []error
 	for range v.cfg.CPUs {
@@ -185,8 +220,19 @@ func (v *VM) pumpSerialInput(r io.Reader) {
 	}
 }
 
+// Config returns the VM's configuration, without the kernel image.
+func (v *VM) Config() Config {
+	c := v.cfg
+	c.Kernel, c.Initrd = nil, nil
+	return c
+}
+
 // Stop ends the VM from the host side; Run returns ExitStopped.
 func (v *VM) Stop() { v.stop(ExitStopped, nil) }
+
+// Shutdown ends the VM at the host's orderly request; Run returns
+// ExitShutdown.
+func (v *VM) Shutdown() { v.stop(ExitShutdown, nil) }
 
 // stop records the first reason the VM ends and wakes Run and every vCPU.
 // It is safe to call from any goroutine, many times.
@@ -211,7 +257,9 @@ func (v *VM) isStopping() bool {
 
 // Pause stops every vCPU at a quiet point (any pending port or MMIO access
 // completed) and returns once all have acknowledged, or fails naming the
-// vCPUs that did not answer within timeout.
+// vCPUs that did not answer within timeout. Each paused vCPU thread tells the
+// guest's kvmclock that it was stopped (KVM_KVMCLOCK_CTRL), so the guest's
+// watchdog does not fire on resume.
 func (v *VM) Pause(timeout time.Duration) error {
 	v.pauseMu.Lock()
 	defer v.pauseMu.Unlock()
@@ -222,19 +270,12 @@ func (v *VM) Pause(timeout time.Duration) error {
 		return nil
 	}
 	v.resume = make(chan struct{})
-	resume := v.resume
 	acks := make(chan int, len(v.cpus))
 	for _, c := range v.cpus {
-		c.do(func() {
-			acks <- c.id
-			select {
-			case <-resume:
-			case <-v.stopping:
-			}
-		})
+		c.do(c.parkFunc(v.resume, acks))
 	}
 	if err := v.waitAll(acks, timeout, "pause"); err != nil {
-		close(resume)
+		close(v.resume)
 		return err
 	}
 	v.paused = true
@@ -245,12 +286,39 @@ func (v *VM) Pause(timeout time.Duration) error {
 func (v *VM) Resume() error {
 	v.pauseMu.Lock()
 	defer v.pauseMu.Unlock()
+	if v.isStopping() {
+		return ErrClosed
+	}
 	if !v.paused {
 		return nil
 	}
+	v.restored = nil // the guest runs again: its state moves on
 	close(v.resume)
 	v.paused = false
 	return nil
+}
+
+// Paused reports whether the vCPUs are paused.
+func (v *VM) Paused() bool {
+	v.pauseMu.Lock()
+	defer v.pauseMu.Unlock()
+	return v.paused
+}
+
+// onEachVCPU runs fn on every vCPU's own thread, in parallel, and returns
+// the errors joined. Preconditions: the VM is paused (pauseMu held).
+func (v *VM) onEachVCPU(fn func(c *vcpu) error) error {
+	errs := make([]error, len(v.cpus))
+	var wg sync.WaitGroup
+	for i, c := range v.cpus {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.onThread(func() error { return fn(c) })
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // waitAll collects one acknowledgement per vCPU or names the missing ones.

@@ -41,7 +41,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Description: "chsnap boots Linux guests on KVM. With no --kernel, `chsnap run` boots the bundled\n" +
 			"test guest.\n\n" +
 			"Exit status: 0 success, 1 the operation failed, 2 usage error.",
-		Commands:       []*cli.Command{runCommand()},
+		Commands: append([]*cli.Command{runCommand(), restoreCommand(), inspectCommand(), verifyCommand()},
+			apiCommands()...),
 		ExitErrHandler: func(*cli.Context, error) {}, // main maps errors to exit codes
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
@@ -68,7 +69,7 @@ func exitCode(err error) int {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
-	err := app.Run(args)
+	err := app.Run(interspersed(app, args))
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", programName, err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/chsnap/chsnap/fdmap"
 	"github.com/chsnap/chsnap/vm"
+	"github.com/chsnap/chsnap/vm/api"
 	"github.com/chsnap/chsnap/vm/boot"
 )
 
@@ -32,7 +33,7 @@ func runCommand() *cli.Command {
 			"With no --kernel it boots the bundled test guest. The run ends with status 0\n" +
 			"when the guest powers off or reboots.\n\n" +
 			"Example:\n   chsnap run --cpus 2 --memory 1G --kernel vmlinuz --initrd initrd.img",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "kernel", Usage: "kernel image: bzImage or PVH vmlinux (default: the bundled test guest)", TakesFile: true},
 			&cli.StringFlag{Name: "initrd", Usage: "initial ramdisk to load", TakesFile: true},
 			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line", Value: defaultCmdline},
@@ -40,8 +41,9 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "memory", Usage: "guest RAM, e.g. 512M or 2G (binary units; a bare number is MiB)", Value: vm.FormatSize(vm.DefaultMemory)},
 			&cli.StringFlag{Name: "serial", Usage: "serial console: stdio, file=PATH (output only), fd=N (an inherited descriptor, used both ways, closed once at exit) or off", Value: "stdio"},
 			&cli.StringFlag{Name: "kvm-device", Usage: "KVM device node", Value: "/dev/kvm", Hidden: true},
-		},
-		Action: runAction,
+		}, apiSocketFlags()...),
+		Action:       runAction,
+		OnUsageError: commandUsageError,
 	}
 }
 
@@ -66,6 +68,10 @@ func runAction(c *cli.Context) error {
 	serial, err := parseSerial(c.String("serial"))
 	if err != nil {
 		return usagef("--serial: %w", err)
+	}
+	sock, err := apiSocketPath(c)
+	if err != nil {
+		return err
 	}
 
 	// Read and check every input file before touching /dev/kvm.
@@ -106,18 +112,18 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	reason, runErr := m.Run()
-	closeErr := m.Close()
-	if runErr != nil {
-		return runErr
+	info := api.VMConfigInfo{
+		CPUs:    api.CPUsConfig{BootVCPUs: cfg.CPUs, MaxVCPUs: cfg.CPUs},
+		Memory:  api.MemoryConfig{Size: cfg.Memory},
+		Payload: api.PayloadConfig{Kernel: c.String("kernel"), Cmdline: cfg.Cmdline, Initramfs: c.String("initrd")},
 	}
-	if reason == vm.ExitStopped {
-		return errors.New("vm stopped by the host")
+	if err := serveAndRun(c, m, sock, info); err != nil {
+		return err
 	}
 	if err := sink.err(); err != nil {
 		fmt.Fprintf(c.App.ErrWriter, "chsnap: serial output: %v\n", err)
 	}
-	return closeErr
+	return nil
 }
 
 // serialSpec is a parsed --serial value.
