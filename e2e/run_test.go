@@ -265,3 +265,22 @@ func TestSerialFD(t *testing.T) {
 		t.Errorf("after exit, reading the console gave %v after %d bytes; want EOF", err, n)
 	}
 }
+
+// TestRunPVMNote checks that on a kvm_pvm host chsnap says, in one line, that
+// a stock kernel only gets through early boot, and says nothing of the kind
+// for the test guest.
+func TestRunPVMNote(t *testing.T) {
+	if _, err := os.Stat("/sys/module/kvm_pvm"); err != nil {
+		t.Skip("SKIPPED: not a kvm_pvm host")
+	}
+	dir := debianKernelDir(t)
+	missing := filepath.Join(t.TempDir(), "no-kvm")
+	_, stderr := runChsnap(t, nil, "run", "--kernel", filepath.Join(dir, "vmlinux"), "--kvm-device", missing)
+	if n := strings.Count(stderr, "kvm_pvm"); n != 1 {
+		t.Errorf("want one kvm_pvm note for a stock kernel, got %d in:\n%s", n, stderr)
+	}
+	_, stderr = runChsnap(t, nil, "run", "--kernel", guestImage(t), "--kvm-device", missing)
+	if strings.Contains(stderr, "kvm_pvm") {
+		t.Errorf("kvm_pvm note printed for the test guest:\n%s", stderr)
+	}
+}

@@ -29,14 +29,15 @@ go test -c -o "$stage/kvmstate.test" ./kvmstate
 cp testdata/guest/build/guest.bzImage "$stage/chsnap-guest.bzImage"
 mkdir "$stage/kernel"
 cp "$kdir/vmlinux" "$kdir/vmlinuz" "$kdir/manifest.txt" "$stage/kernel/"
-cat >"$stage/run.sh" <<'EOS'
+{ printf 'E2E_RUN=%q\n' "${E2E_RUN:-.}"; printf 'KVMSTATE_RUN=%q\n' "${KVMSTATE_RUN:-.}"; } >"$stage/run.sh"
+cat >>"$stage/run.sh" <<'EOS'
 export CHSNAP_E2E_BIN=/work/chsnap CHSNAP_GUEST=/work/chsnap-guest.bzImage CHSNAP_KERNEL_DIR=/work/kernel
 rc=0
 echo "=== nested: kvmstate tests"
-./kvmstate.test -test.v -test.count=1 || rc=1
+./kvmstate.test -test.v -test.count=1 -test.run "$KVMSTATE_RUN" || rc=1
 echo "=== nested: e2e tests"
-./e2e.test -test.v -test.count=1 -test.timeout 20m || rc=1
+./e2e.test -test.v -test.count=1 -test.timeout 20m -test.run "${E2E_RUN:-.}" || rc=1
 [ $rc = 0 ] && echo "nested: PASS" || echo "nested: FAIL"
 exit $rc
 EOS
-NESTED_TIMEOUT=${NESTED_TIMEOUT:-1500} ./testdata/nested/run-in-kvm.sh -d "$stage" /bin/busybox sh /work/run.sh
+NESTED_MEM=${NESTED_MEM:-4G} NESTED_TIMEOUT=${NESTED_TIMEOUT:-1500} ./testdata/nested/run-in-kvm.sh -d "$stage" /bin/busybox sh /work/run.sh

@@ -8,7 +8,7 @@ for pkg in $(go list ./...); do
   for target in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
     found=$((found+1))
     echo "fuzz: $pkg $target ($fuzztime)"
-    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" >/tmp/chsnap-fuzz.log 2>&1 || { cat /tmp/chsnap-fuzz.log; exit 1; }
+    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime 5s "$pkg" >/tmp/chsnap-fuzz.log 2>&1 || { cat /tmp/chsnap-fuzz.log; exit 1; }
   done
 done
 echo "fuzz: $found targets run"
