@@ -2,6 +2,7 @@ package memdump
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 
 	"github.com/chsnap/chsnap/formats"
@@ -209,5 +210,16 @@ func TestDataRuns(t *testing.T) {
 	}
 	if got := m.dataRuns(41*PageSize, 10*PageSize, nil); len(got) != 0 {
 		t.Fatalf("dataRuns over a hole = %v", got)
+	}
+	// One scanner, asked about chunk-sized pieces in order and then again
+	// from the start, gives the same runs as fresh scanners.
+	h := newHoleScanner(m)
+	var all [][2]int64
+	for _, off := range []int64{0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 0} {
+		all = h.runs(off*PageSize, 4*PageSize, all)
+	}
+	want = [][2]int64{{3 * PageSize, 4 * PageSize}, {4 * PageSize, 5 * PageSize}, {40 * PageSize, 41 * PageSize}, {3 * PageSize, 4 * PageSize}}
+	if fmt.Sprint(all) != fmt.Sprint(want) {
+		t.Fatalf("scanner runs = %v, want %v", all, want)
 	}
 }

@@ -18,6 +18,9 @@ type holeScanner struct {
 	dataStart, dataEnd int64
 	// noDataFrom >= 0 means SEEK_DATA found no data at or after it.
 	noDataFrom int64
+	// last is the greatest offset asked about; the cache is valid only for
+	// offsets at or after it.
+	last int64
 }
 
 func newHoleScanner(m *Memory) *holeScanner {
@@ -28,9 +31,13 @@ func newHoleScanner(m *Memory) *holeScanner {
 // half-open [start, end) offset pairs in ascending order. Everything else in
 // the range is a hole: never written, so it reads as zero, and reading it
 // through the mapping would allocate a page for nothing. If the file system
-// cannot answer (no SEEK_DATA), the range is one run. Calls must come with
-// non-decreasing off.
+// cannot answer (no SEEK_DATA), the range is one run. Calls with
+// non-decreasing off reuse what earlier calls found.
 func (h *holeScanner) runs(off, n int64, dst [][2]int64) [][2]int64 {
+	if off < h.last {
+		*h = holeScanner{m: h.m, noDataFrom: -1}
+	}
+	h.last = off
 	end := off + n
 	for pos := off; pos < end; {
 		if h.noDataFrom >= 0 && pos >= h.noDataFrom {

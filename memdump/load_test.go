@@ -66,6 +66,18 @@ func chunkFrame(p []byte) int {
 	return chunkHeaderSize + (pages+7)/8
 }
 
+// nonZeroPages counts the pages a chunk payload's bitmap marks stored.
+func nonZeroPages(p []byte) int {
+	pages := int(le.Uint32(p[12:]))
+	n := 0
+	for pg := range pages {
+		if p[chunkHeaderSize+pg/8]&(1<<(pg%8)) == 0 {
+			n++
+		}
+	}
+	return n
+}
+
 // indexEntryOff returns the offset of chunk i's entry in an index payload.
 func indexEntryOff(p []byte, i int) int {
 	nreg := int(le.Uint32(p[8:]))
@@ -93,8 +105,14 @@ func TestLoadRejects(t *testing.T) {
 	chunk := func(secs []formats.Section, id uint32) []byte {
 		return secs[sectionOf(t, secs, formats.KindMemoryChunk, id)].Payload
 	}
+	// setChunk replaces a chunk's payload and keeps the index's frame
+	// length in step, so that the chunk itself is what gets refused.
 	setChunk := func(secs []formats.Section, id uint32, p []byte) {
 		secs[sectionOf(t, secs, formats.KindMemoryChunk, id)].Payload = p
+		if len(p) > chunkHeaderSize {
+			ix := idx(secs)
+			le.PutUint32(ix[indexEntryOff(ix, int(id))+16:], uint32(max(0, len(p)-chunkFrame(p))))
+		}
 	}
 	drop := func(secs []formats.Section, kind formats.SectionKind, id uint32) []formats.Section {
 		i := sectionOf(t, secs, kind, id)
@@ -126,6 +144,18 @@ func TestLoadRejects(t *testing.T) {
 			setChunk(s, 3, append(p[:chunkFrame(p):chunkFrame(p)], frameOf(t, bytes.Repeat([]byte("x"), 2*PageSize))...))
 			return s
 		}, formats.ErrCorrupt, chunk3},
+		{"frame-decodes-short-with-zero-pages", func(s []formats.Section) []formats.Section {
+			p := chunk(s, 0)
+			n := (nonZeroPages(p) - 1) * PageSize
+			setChunk(s, 0, append(p[:chunkFrame(p):chunkFrame(p)], frameOf(t, bytes.Repeat([]byte("y"), n))...))
+			return s
+		}, formats.ErrCorrupt, chunk0 + ": frame decodes to"},
+		{"frame-decodes-long-with-zero-pages", func(s []formats.Section) []formats.Section {
+			p := chunk(s, 0)
+			n := (nonZeroPages(p) + 1) * PageSize
+			setChunk(s, 0, append(p[:chunkFrame(p):chunkFrame(p)], frameOf(t, bytes.Repeat([]byte("y"), n))...))
+			return s
+		}, formats.ErrCorrupt, chunk0 + ": decode frame"},
 		{"frame-missing", func(s []formats.Section) []formats.Section {
 			p := chunk(s, 0)
 			setChunk(s, 0, p[:chunkFrame(p)])
