@@ -98,3 +98,65 @@ func TestLinuxOracle(t *testing.T) {
 		})
 	}
 }
+
+// TestLinuxSnapshotRestore snapshots the stock Debian kernel during its early
+// boot, kills it, restores the archive in a new process, and checks that the
+// kernel carries on printing from where it stopped: new lines whose printk
+// timestamps continue from the last one seen before the save.
+func TestLinuxSnapshotRestore(t *testing.T) {
+	needKVM(t)
+	kdir := debianKernelDir(t)
+	dir := shortDir(t)
+	sock := filepath.Join(dir, "linux.sock")
+	cmdline := "earlyprintk=serial,ttyS0 console=ttyS0 reboot=k panic=-1"
+	p := startChsnap(t, "run", "--kernel", filepath.Join(kdir, "vmlinux"), "--memory", "256M", "--cpus", "2",
+		"--cmdline", cmdline, "--api-socket", sock)
+	if _, err := p.con.Expect(`ACPI: APIC 0x`, 2*time.Minute); err != nil {
+		t.Fatalf("%v\nconsole:\n%s\nstderr:\n%s", err, p.con.Transcript(), p.stderr)
+	}
+	snap := filepath.Join(dir, "linux.snap")
+	chsnapOK(t, "save", "--leave-paused", "--api-socket", sock, snap)
+	before := p.con.Transcript()
+	p.cmd.Process.Kill()
+	p.wait(t, 10*time.Second)
+	last := lastStamp(before)
+	if last < 0 {
+		t.Fatalf("no printk timestamp before the save:\n%s", before)
+	}
+
+	r := startChsnap(t, "restore", snap, "--api-socket", filepath.Join(dir, "linux2.sock"))
+	stamp := regexp.MustCompile(`^\[\s*(\d+\.\d+)\]`)
+	var first, prev float64 = -1, -1
+	for i := 0; i < 5; i++ {
+		m, err := r.con.Expect(`^\[\s*(\d+\.\d+)\] `, time.Minute)
+		if err != nil {
+			t.Fatalf("restored kernel printed %d lines, want 5: %v\nconsole:\n%s\nstderr:\n%s", i, err, r.con.Transcript(), r.stderr)
+		}
+		var ts float64
+		fmt.Sscanf(stamp.FindStringSubmatch(m[0])[1], "%f", &ts)
+		if first < 0 {
+			first = ts
+		}
+		if ts < prev {
+			t.Errorf("timestamps go back after the restore: %.6f after %.6f", ts, prev)
+		}
+		prev = ts
+	}
+	if first < last {
+		t.Errorf("the restored kernel's first line is stamped %.6f, before the last line before the save (%.6f): it did not carry on", first, last)
+	}
+	t.Logf("last line before the save at %.6f s; after the restore the kernel went on at %.6f s", last, first)
+}
+
+// lastStamp returns the printk timestamp of the last stamped line in a
+// console transcript, or -1.
+func lastStamp(transcript string) float64 {
+	re := regexp.MustCompile(`\[\s*(\d+\.\d+)\]`)
+	last := -1.0
+	for _, line := range strings.Split(transcript, "\n") {
+		if m := re.FindStringSubmatch(line); m != nil {
+			fmt.Sscanf(m[1], "%f", &last)
+		}
+	}
+	return last
+}
