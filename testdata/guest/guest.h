@@ -134,8 +134,14 @@ void poweroff(void);
 void reboot(void);
 
 /* ---- memtest.c (ring 3) ---- */
+enum { FILL_NONE, FILL_WORDS, FILL_MIX };
+extern int fill_kind;		/* which fill verify checks: the last one run */
 int mem_fill(u64 mib, u64 seed, char *reply, usize n);
 void mem_verify(char *reply, usize n);
+
+/* ---- fillmix.c (ring 3) ---- */
+int cmd_fillmix(int argc, char **argv, char *reply, usize n);
+void mem_fillmix_verify(char *reply, usize n);
 
 /* ---- shell.c (ring 3) ---- */
 void shell_run(void);

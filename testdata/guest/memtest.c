@@ -4,12 +4,14 @@
  * fill writes MIB MiB of the free RAM ranges found in boot.c, lowest first,
  * one 64-bit word at a time: word(addr) = (addr + a) * b, with a and b
  * derived from SEED (b odd, so distinct addresses give distinct words).
- * verify recomputes the words and reports the first mismatch.
+ * verify recomputes the words and reports the first mismatch; after a
+ * fillmix (fillmix.c) it checks that fill's pages instead.
  */
 #include "guest.h"
 
 static u64 filled_bytes;	/* 0: nothing filled yet */
 static u64 fill_a, fill_b;
+int fill_kind;		/* FILL_NONE, FILL_WORDS or FILL_MIX */
 
 static u64 mix(u64 x)
 {
@@ -39,12 +41,17 @@ int mem_fill(u64 mib, u64 seed, char *reply, usize n)
 	fill_a = a;
 	fill_b = b;
 	filled_bytes = mib << 20;
+	fill_kind = FILL_WORDS;
 	fmt(reply, n, "fill ok %u", mib);
 	return 0;
 }
 
 void mem_verify(char *reply, usize n)
 {
+	if (fill_kind == FILL_MIX) {
+		mem_fillmix_verify(reply, n);
+		return;
+	}
 	if (!filled_bytes) {
 		fmt(reply, n, "verify none");
 		return;

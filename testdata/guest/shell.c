@@ -10,6 +10,7 @@
  *   ticks                ticks N
  *   mem                  mem ram MIB free MIB
  *   fill MIB SEED        fill ok MIB            (or error ...)
+ *   fillmix MIB SEED     fillmix ok MIB         (fillmix.c; or error ...)
  *   verify               verify ok | verify bad 0xADDR | verify none
  *   poweroff, reboot     the VM ends; no reply
  *   anything else        error ...
@@ -83,6 +84,9 @@ static void run(char *line)
 			return;
 		}
 		mem_fill(mib, seed, out, sizeof(out));
+		reply(out);
+	} else if (strcmp(cmd, "fillmix") == 0) {
+		cmd_fillmix(argc, argv, out, sizeof(out));
 		reply(out);
 	} else if (strcmp(cmd, "verify") == 0 && argc == 1) {
 		mem_verify(out, sizeof(out));
