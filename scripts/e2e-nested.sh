@@ -27,11 +27,16 @@ go build -o "$stage/chsnap" ./cmd/chsnap
 go test -c -tags e2e -o "$stage/e2e.test" ./e2e
 go test -c -o "$stage/kvmstate.test" ./kvmstate
 cp testdata/guest/build/guest.bzImage "$stage/chsnap-guest.bzImage"
+if [ -d testdata/golden ]; then cp -r testdata/golden "$stage/golden"; fi
 mkdir "$stage/kernel"
 cp "$kdir/vmlinux" "$kdir/vmlinuz" "$kdir/manifest.txt" "$stage/kernel/"
-{ printf 'E2E_RUN=%q\n' "${E2E_RUN:-.}"; printf 'KVMSTATE_RUN=%q\n' "${KVMSTATE_RUN:-.}"; } >"$stage/run.sh"
+{
+  printf 'E2E_RUN=%q\n' "${E2E_RUN:-.}"
+  printf 'KVMSTATE_RUN=%q\n' "${KVMSTATE_RUN:-.}"
+  printf 'export CHSNAP_GOLDEN_EMIT=%q\n' "${CHSNAP_GOLDEN_EMIT:-0}"
+} >"$stage/run.sh"
 cat >>"$stage/run.sh" <<'EOS'
-export CHSNAP_E2E_BIN=/work/chsnap CHSNAP_GUEST=/work/chsnap-guest.bzImage CHSNAP_KERNEL_DIR=/work/kernel
+export CHSNAP_E2E_BIN=/work/chsnap CHSNAP_GUEST=/work/chsnap-guest.bzImage CHSNAP_KERNEL_DIR=/work/kernel CHSNAP_GOLDEN_DIR=/work/golden
 rc=0
 echo "=== nested: kvmstate tests"
 ./kvmstate.test -test.v -test.count=1 -test.run "$KVMSTATE_RUN" || rc=1
