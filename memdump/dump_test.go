@@ -2,7 +2,11 @@ package memdump
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"runtime"
+	"strings"
+	"time"
 	"testing"
 
 	"github.com/chsnap/chsnap/formats"
@@ -221,5 +225,71 @@ func TestDataRuns(t *testing.T) {
 	want = [][2]int64{{3 * PageSize, 4 * PageSize}, {4 * PageSize, 5 * PageSize}, {40 * PageSize, 41 * PageSize}, {3 * PageSize, 4 * PageSize}}
 	if fmt.Sprint(all) != fmt.Sprint(want) {
 		t.Fatalf("scanner runs = %v, want %v", all, want)
+	}
+}
+
+// failingWriter fails every write after the first n bytes.
+type failingWriter struct{ n int }
+
+var errDiskFull = errors.New("disk full")
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if len(p) > w.n {
+		k := w.n
+		w.n = 0
+		return k, errDiskFull
+	}
+	w.n -= len(p)
+	return len(p), nil
+}
+
+// TestDumpWriteError checks that a failing archive stops Dump with the
+// writer's error, naming the chunk, and leaves no goroutine behind.
+func TestDumpWriteError(t *testing.T) {
+	m := newTestMemory(t, 32<<20)
+	fillPages(m, 4, func(int) pageKind { return pageRandom })
+	before := runtime.NumGoroutine()
+	for _, limit := range []int{100, 3 << 20, 9 << 20} {
+		w, err := formats.NewWriter(&failingWriter{n: limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Dump(m, w, DumpOptions{Workers: 4})
+		if !errors.Is(err, errDiskFull) {
+			t.Fatalf("Dump into a writer failing after %d bytes: error %v, want %v", limit, err, errDiskFull)
+		}
+		if !strings.Contains(err.Error(), "memdump: write chunk") {
+			t.Errorf("error %q does not name the chunk", err)
+		}
+	}
+	// Goroutines exit before Dump returns; give the runtime a moment to
+	// account for them.
+	for range 100 {
+		if runtime.NumGoroutine() <= before {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines after failed dumps, %d before", n, before)
+	}
+}
+
+func TestChunkGridLimit(t *testing.T) {
+	// 64 TiB would need 32 Mi chunks: more than one index section holds.
+	// The count is refused before anything is allocated for it.
+	_, err := chunkGrid([]Region{{GPA: 0, Size: 64 << 40}})
+	if err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Fatalf("chunkGrid(64 TiB) error = %v, want a limit error", err)
+	}
+	max := maxChunksFor(1)
+	if _, err := chunkGrid([]Region{{Size: max * ChunkSize}}); err != nil {
+		t.Errorf("chunkGrid at the limit (%d chunks): %v", max, err)
+	}
+	if _, err := chunkGrid([]Region{{Size: max*ChunkSize + PageSize}}); err == nil {
+		t.Errorf("chunkGrid one chunk over the limit: no error")
+	}
+	if got := indexFixedSize + indexRegionSize + indexEntrySize*max; got > formats.MaxSectionSize {
+		t.Errorf("index at the limit is %d bytes, more than %d", got, formats.MaxSectionSize)
 	}
 }
