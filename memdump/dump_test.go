@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/chsnap/chsnap/formats"
 )
