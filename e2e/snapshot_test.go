@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -282,5 +283,60 @@ func TestRestoreRefusesDamage(t *testing.T) {
 	}
 	if out := chsnapOK(t, "inspect", snap, "--json"); !strings.Contains(out, `"cpus": 1`) {
 		t.Errorf("inspect --json: %s", out)
+	}
+}
+
+// TestSaveRestoreStreams saves to standard output (`chsnap save -`) and
+// restores from standard input (`chsnap restore -`), with the restored
+// guest's console on an inherited descriptor since stdin carries the archive.
+func TestSaveRestoreStreams(t *testing.T) {
+	needKVM(t)
+	dir := shortDir(t)
+	p, sock := bootFilledSized(t, dir, 1, "128M", 32)
+	snapPath := filepath.Join(dir, "stream.snap")
+	out, err := os.Create(snapPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	save := exec.Command(chsnapBin, "save", "--api-socket", sock, "-")
+	save.Stdout = out
+	var saveErr bytes.Buffer
+	save.Stderr = &saveErr
+	if err := save.Run(); err != nil {
+		t.Fatalf("chsnap save -: %v\n%s", err, saveErr.String())
+	}
+	out.Close()
+	p.cmd.Process.Kill()
+
+	in, err := os.Open(snapPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "console"), os.NewFile(uintptr(fds[1]), "guest-console")
+	defer ours.Close()
+	restore := exec.Command(chsnapBin, "restore", "-", "--serial", "fd=3", "--api-socket", filepath.Join(dir, "s.sock"))
+	restore.Stdin = in
+	restore.ExtraFiles = []*os.File{theirs}
+	var stderr bytes.Buffer
+	restore.Stderr = &stderr
+	if err := restore.Start(); err != nil {
+		t.Fatal(err)
+	}
+	theirs.Close()
+	defer restore.Process.Kill()
+	con := newConsole(ours, ours)
+	if reply, err := con.Command("verify", time.Minute); err != nil || reply != "verify ok" {
+		t.Fatalf("verify after restore from stdin: %q, %v\nstderr:\n%s", reply, err, stderr.String())
+	}
+	if err := con.Send("poweroff"); err != nil {
+		t.Fatal(err)
+	}
+	if err := restore.Wait(); err != nil {
+		t.Fatalf("chsnap restore -: %v\nstderr:\n%s", err, stderr.String())
 	}
 }
