@@ -127,27 +127,7 @@ type vmProc struct {
 // stdio.
 func startVM(t *testing.T, args ...string) *vmProc {
 	t.Helper()
-	cmd := exec.Command(chsnapBin, append([]string{"run", "--kernel", guestImage(t)}, args...)...)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &vmProc{cmd: cmd, stdin: stdin, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
-	cmd.Stderr = p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-p.done
-	})
-	p.con = newConsole(stdout, stdin)
-	return p
+	return startChsnap(t, append([]string{"run", "--kernel", guestImage(t)}, args...)...)
 }
 
 // wait waits for chsnap to exit and returns its status.

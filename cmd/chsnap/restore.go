@@ -23,8 +23,8 @@ func restoreCommand() *cli.Command {
 			"Example:\n   chsnap restore vm.snap --name web1",
 		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "paused", Usage: "keep the VM paused after restoring it (resume it with `chsnap resume`)"},
-			&cli.StringFlag{Name: "serial", Usage: "serial console: stdio, file=PATH (output only), fd=N or off", Value: "stdio"},
-			&cli.StringFlag{Name: "kvm-device", Usage: "KVM device node", Value: "/dev/kvm", Hidden: true},
+			serialFlag(),
+			kvmDeviceFlag(),
 		}, apiSocketFlags()...),
 		Action:       restoreAction,
 		OnUsageError: commandUsageError,

@@ -39,8 +39,8 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line", Value: defaultCmdline},
 			&cli.IntFlag{Name: "cpus", Usage: fmt.Sprintf("number of vCPUs, 1 to %d", vm.MaxCPUs), Value: 1},
 			&cli.StringFlag{Name: "memory", Usage: "guest RAM, e.g. 512M or 2G (binary units; a bare number is MiB)", Value: vm.FormatSize(vm.DefaultMemory)},
-			&cli.StringFlag{Name: "serial", Usage: "serial console: stdio, file=PATH (output only), fd=N (an inherited descriptor, used both ways, closed once at exit) or off", Value: "stdio"},
-			&cli.StringFlag{Name: "kvm-device", Usage: "KVM device node", Value: "/dev/kvm", Hidden: true},
+			serialFlag(),
+			kvmDeviceFlag(),
 		}, apiSocketFlags()...),
 		Action:       runAction,
 		OnUsageError: commandUsageError,
@@ -124,6 +124,16 @@ func runAction(c *cli.Context) error {
 		fmt.Fprintf(c.App.ErrWriter, "chsnap: serial output: %v\n", err)
 	}
 	return nil
+}
+
+// serialFlag is --serial, shared by run and restore.
+func serialFlag() cli.Flag {
+	return &cli.StringFlag{Name: "serial", Usage: "serial console: stdio, file=PATH (output only), fd=N (an inherited descriptor, used both ways, closed once at exit) or off", Value: "stdio"}
+}
+
+// kvmDeviceFlag is the hidden --kvm-device, shared by run and restore.
+func kvmDeviceFlag() cli.Flag {
+	return &cli.StringFlag{Name: "kvm-device", Usage: "KVM device node", Value: "/dev/kvm", Hidden: true}
 }
 
 // serialSpec is a parsed --serial value.
