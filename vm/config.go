@@ -32,6 +32,8 @@ type Config struct {
 	Cmdline string
 	// CPUs is the number of vCPUs, 1 to MaxCPUs.
 	CPUs int
+	// Topology arranges the vCPUs; the zero value is DefaultTopology(CPUs).
+	Topology Topology
 	// Memory is guest RAM in bytes: a multiple of 2 MiB from MinMemory to MaxMemory.
 	Memory uint64
 	// KVMDevice is the KVM device node; empty means /dev/kvm.
@@ -52,6 +54,14 @@ func (c *Config) Validate() error {
 	if c.CPUs < 1 || c.CPUs > MaxCPUs {
 		return fmt.Errorf("%w: %d vCPUs is outside 1..%d", ErrConfig, c.CPUs, MaxCPUs)
 	}
+	if !c.Topology.IsZero() {
+		if err := c.Topology.Validate(); err != nil {
+			return err
+		}
+		if c.Topology.CPUs() != c.CPUs {
+			return fmt.Errorf("%w: topology %s has %d vCPUs, not %d", ErrConfig, c.Topology, c.Topology.CPUs(), c.CPUs)
+		}
+	}
 	if c.Memory < MinMemory || c.Memory > MaxMemory {
 		return fmt.Errorf("%w: memory %s is outside %s..%s", ErrConfig, FormatSize(c.Memory), FormatSize(MinMemory), FormatSize(MaxMemory))
 	}
@@ -59,6 +69,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: memory %d bytes is not a multiple of 2 MiB", ErrConfig, c.Memory)
 	}
 	return nil
+}
+
+// topology is the vCPU topology in effect: Topology, or the default.
+func (c *Config) topology() Topology {
+	if c.Topology.IsZero() {
+		return DefaultTopology(c.CPUs)
+	}
+	return c.Topology
 }
 
 // ParseSize parses a memory size such as "512M", "2G", "1536MiB" or "4096k".

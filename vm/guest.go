@@ -25,7 +25,9 @@ type bootEntry = *boot.Entry
 // loadGuest writes the ACPI tables, the kernel, initrd, command line and boot
 // structures into guest RAM.
 func loadGuest(mem *memdump.Memory, cfg Config) (bootEntry, error) {
-	tables, err := acpi.Build(acpi.Config{APICIDs: acpi.SequentialAPICIDs(cfg.CPUs)})
+	// Before any vCPU fd exists (loadGuest precedes vCPU creation in New).
+	_ = growFDTable(cfg.CPUs)
+	tables, err := acpi.Build(acpi.Config{APICIDs: cfg.topology().APICIDs()})
 	if err != nil {
 		return nil, fmt.Errorf("build ACPI tables: %w", err)
 	}
@@ -54,7 +56,8 @@ func loadGuest(mem *memdump.Memory, cfg Config) (bootEntry, error) {
 // then MSRs, registers, FPU, special registers, and the LAPIC. Only vCPU 0
 // gets the entry state; the others wait in KVM for INIT/SIPI.
 func (v *VM) configureVCPU(id int, cpu *kvmstate.VCPU) error {
-	if err := cpu.SetCPUID2(vcpuCPUID(v.cpuid, id, v.cfg.CPUs)); err != nil {
+	topo := v.cfg.topology()
+	if err := cpu.SetCPUID2(vcpuCPUID(shapeCPUID(v.cpuid, topo, hostCacheLeaves()), topo, id)); err != nil {
 		return err
 	}
 	var msrs []kvmstate.MSREntry
