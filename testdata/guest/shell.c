@@ -17,6 +17,8 @@
  */
 #include "guest.h"
 
+int topo_command(int argc, char **argv);	/* topo.c: topo, caches */
+
 #define LINE_MAX 256
 #define MAX_ARGS 8
 
@@ -88,6 +90,7 @@ static void run(char *line)
 	} else if (strcmp(cmd, "fillmix") == 0) {
 		cmd_fillmix(argc, argv, out, sizeof(out));
 		reply(out);
+	} else if (topo_command(argc, argv)) {
 	} else if (strcmp(cmd, "verify") == 0 && argc == 1) {
 		mem_verify(out, sizeof(out));
 		reply(out);
