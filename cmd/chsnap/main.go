@@ -41,7 +41,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Description: "chsnap boots Linux guests on KVM. With no --kernel, `chsnap run` boots the bundled\n" +
 			"test guest.\n\n" +
 			"Exit status: 0 success, 1 the operation failed, 2 usage error.",
-		Commands: append([]*cli.Command{runCommand(), restoreCommand(), inspectCommand(), verifyCommand()},
+		Commands: append([]*cli.Command{runCommand(), restoreCommand(), inspectCommand(), verifyCommand(), cpuCommand()},
 			apiCommands()...),
 		ExitErrHandler: func(*cli.Context, error) {}, // main maps errors to exit codes
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {

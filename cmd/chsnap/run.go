@@ -37,7 +37,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "kernel", Usage: "kernel image: bzImage or PVH vmlinux (default: the bundled test guest)", TakesFile: true},
 			&cli.StringFlag{Name: "initrd", Usage: "initial ramdisk to load", TakesFile: true},
 			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line", Value: defaultCmdline},
-			&cli.IntFlag{Name: "cpus", Usage: fmt.Sprintf("number of vCPUs, 1 to %d", vm.MaxCPUs), Value: 1},
+			cpusFlag(),
 			&cli.StringFlag{Name: "memory", Usage: "guest RAM, e.g. 512M or 2G (binary units; a bare number is MiB)", Value: vm.FormatSize(vm.DefaultMemory)},
 			serialFlag(),
 			kvmDeviceFlag(),
@@ -51,10 +51,11 @@ func runAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usagef("run takes no arguments (got %q); use --kernel PATH", c.Args().First())
 	}
-	cfg := vm.Config{Cmdline: c.String("cmdline"), CPUs: c.Int("cpus"), KVMDevice: c.String("kvm-device")}
-	if cfg.CPUs < 1 || cfg.CPUs > vm.MaxCPUs {
-		return usagef("--cpus %d: must be 1 to %d", cfg.CPUs, vm.MaxCPUs)
+	topo, err := vm.ParseCPUs(c.String("cpus"))
+	if err != nil {
+		return usagef("--cpus: %w", err)
 	}
+	cfg := vm.Config{Cmdline: c.String("cmdline"), CPUs: topo.CPUs(), Topology: topo, KVMDevice: c.String("kvm-device")}
 	mem, err := vm.ParseSize(c.String("memory"))
 	if err != nil {
 		return usagef("--memory: %w", err)
