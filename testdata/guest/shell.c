@@ -16,6 +16,7 @@
  *   anything else        error ...
  */
 #include "guest.h"
+#include "virtio_blk.h"
 
 int topo_command(int argc, char **argv);	/* topo.c: topo, caches */
 
@@ -69,7 +70,7 @@ static void run(char *line)
 		return;
 	const char *cmd = argv[0];
 	if (strcmp(cmd, "help") == 0 && argc == 1) {
-		reply("help: cpus echo TEXT ticks mem fill MIB SEED verify poweroff reboot help");
+		reply("help: cpus echo TEXT ticks mem fill MIB SEED verify blk blkwrite blkverify blkread blkflush poweroff reboot help");
 	} else if (strcmp(cmd, "cpus") == 0 && argc == 1) {
 		fmt(out, sizeof(out), "cpus %u", (u64)cpus_online);
 		reply(out);
@@ -94,6 +95,8 @@ static void run(char *line)
 	} else if (strcmp(cmd, "verify") == 0 && argc == 1) {
 		mem_verify(out, sizeof(out));
 		reply(out);
+	} else if (blk_command(argc, argv)) {
+		/* blk, blkwrite, blkverify, blkread, blkflush: blkcmd.c replied */
 	} else if (strcmp(cmd, "poweroff") == 0 && argc == 1) {
 		poweroff();
 	} else if (strcmp(cmd, "reboot") == 0 && argc == 1) {
