@@ -56,5 +56,8 @@ test: vet unit fuzz e2e e2e-nested
 bench-boot: build
 	./bench/boot.sh
 
+bench-snapshot: build
+	./bench/snapshot.sh
+
 clean:
 	rm -rf $(BIN) testdata/guest/build
