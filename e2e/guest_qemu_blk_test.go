@@ -137,7 +137,9 @@ func testGuestQEMUBlk(t *testing.T, format string) {
 	a0, c0 := blkDrive(0, disk, format, false)
 	a1, c1 := blkDrive(1, ro, "raw", true)
 	extra := append([]string{"-global", "virtio-mmio.force-legacy=false"}, append(a0, a1...)...)
-	g := startQEMU(t, "guest.bzImage", 1, "blk-test"+c0+c1, 120*time.Second, extra...)
+	// Transport 2 has no device behind it: the guest must say so and carry on.
+	empty := " virtio_mmio.device=512@0xfeb00400:26"
+	g := startQEMU(t, "guest.bzImage", 1, "blk-test"+c0+c1+empty, 120*time.Second, extra...)
 	c := g.con
 	if _, err := c.Expect(`^chsnap-guest ready cpus=1$`, 30*time.Second); err != nil {
 		t.Fatal(err)
@@ -147,7 +149,7 @@ func testGuestQEMUBlk(t *testing.T, format string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`^blk devs=2 virtio=2 disk0=sectors:(\d+),ro:0,blksize:512,features:0x([0-9a-f]+) disk1=sectors:(\d+),ro:1,`).FindStringSubmatch(r)
+	m := regexp.MustCompile(`^blk devs=2 virtio=3 disk0=sectors:(\d+),ro:0,blksize:512,features:0x([0-9a-f]+) disk1=sectors:(\d+),ro:1,\S+ skipped=0xfeb00400:no-device$`).FindStringSubmatch(r)
 	if m == nil {
 		t.Fatalf("blk reply %q: want two disks, disk1 read-only", r)
 	}
@@ -256,13 +258,17 @@ func TestGuestQEMUBlkLegacy(t *testing.T) {
 		t.Fatal(err)
 	}
 	args, cmdline := blkDrive(0, img, "raw", false)
+	// Also: an empty transport (legacy too), a window where there is no
+	// device at all, and a malformed word, which is ignored.
+	cmdline += " virtio_mmio.device=512@0xfeb01000:32 virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=junk"
 	g := startQEMU(t, "guest.bzImage", 1, "blk-legacy"+cmdline, 60*time.Second, args...)
 	c := g.con
 	if _, err := c.Expect(`^chsnap-guest ready cpus=1$`, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ cmd, want string }{
-		{"blk", `^blk devs=0 virtio=1 skipped=0xfeb00000:legacy-virtio-mmio-version-1-unsupported$`},
+		{"blk", `^blk devs=0 virtio=3 skipped=0xfeb00000:legacy-virtio-mmio-version-1-unsupported ` +
+			`skipped=0xfeb01000:legacy-virtio-mmio-version-1-unsupported skipped=0xd0000000:bad-magic$`},
 		{"blkread 0 0", `^error blkread: no disk 0 \(0 found\)$`},
 	} {
 		got, err := c.Command(tc.cmd, 20*time.Second)

@@ -12,6 +12,7 @@
  *   fill MIB SEED        fill ok MIB            (or error ...)
  *   fillmix MIB SEED     fillmix ok MIB         (fillmix.c; or error ...)
  *   verify               verify ok | verify bad 0xADDR | verify none
+ *   blk, blkwrite, ...   virtio-blk commands (blkcmd.c)
  *   poweroff, reboot     the VM ends; no reply
  *   anything else        error ...
  */
