@@ -51,7 +51,8 @@ static void init_disk(struct virtio_dev *v)
 	v->state = VIRTIO_DEV_CLAIMED;
 	if (virtio_negotiate(v, wanted) < 0)
 		return;
-	if (virtq_setup(v, &queues[n], 0, qmem[n], BLK_QUEUE_SIZE, 1) < 0) {
+	/* A request takes three descriptors. */
+	if (virtq_setup(v, &queues[n], 0, qmem[n], BLK_QUEUE_SIZE, 1) < 0 || queues[n].num < 3) {
 		virtio_fail(v, "no-usable-queue-0");
 		return;
 	}
