@@ -39,10 +39,16 @@ cat >>"$stage/run.sh" <<'EOS'
 export CHSNAP_E2E_BIN=/work/chsnap CHSNAP_GUEST=/work/chsnap-guest.bzImage CHSNAP_KERNEL_DIR=/work/kernel CHSNAP_GOLDEN_DIR=/work/golden
 rc=0
 echo "=== nested: kvmstate tests"
-./kvmstate.test -test.v -test.count=1 -test.run "$KVMSTATE_RUN" || rc=1
+./kvmstate.test -test.v -test.count=1 -test.run "$KVMSTATE_RUN" >/tmp/kvmstate.out 2>&1 || rc=1
+cat /tmp/kvmstate.out
 echo "=== nested: e2e tests"
-./e2e.test -test.v -test.count=1 -test.timeout 20m -test.run "${E2E_RUN:-.}" || rc=1
+./e2e.test -test.v -test.count=1 -test.timeout 20m -test.run "$E2E_RUN" >/tmp/e2e.out 2>&1 || rc=1
+cat /tmp/e2e.out
+passed=$(cat /tmp/kvmstate.out /tmp/e2e.out | grep -c '^--- PASS')
+failed=$(cat /tmp/kvmstate.out /tmp/e2e.out | grep -c '^--- FAIL')
+skipped=$(cat /tmp/kvmstate.out /tmp/e2e.out | grep -c '^--- SKIP')
 [ $rc = 0 ] && echo "nested: PASS" || echo "nested: FAIL"
+echo "nested: $passed passed, $failed failed, $skipped skipped"
 exit $rc
 EOS
 NESTED_MEM=${NESTED_MEM:-4G} NESTED_TIMEOUT=${NESTED_TIMEOUT:-1500} ./testdata/nested/run-in-kvm.sh -d "$stage" /bin/busybox sh /work/run.sh
