@@ -203,6 +203,9 @@ func openChain(path, format string, readOnly bool, chain []chainLink) (Disk, err
 	}
 	if err != nil {
 		f.Close()
+		if len(chain) > 0 && errors.Is(err, ErrBackingChain) {
+			return nil, err // already names the whole chain; the top adds its path once
+		}
 		return nil, fmt.Errorf("open disk %s: %w", path, err)
 	}
 	return d, nil

@@ -19,6 +19,7 @@ type backend interface {
 	io.ReaderAt
 	io.WriterAt
 	Sync() error
+	Truncate(size int64) error
 	Close() error
 }
 

@@ -89,8 +89,8 @@ func (q *qcow2) writeCluster(vc, intra uint64, data []byte) error {
 	}
 	if e&compressedFlag == 0 && !q.isZero(e) && e&l2OffsetMask != 0 {
 		host := e & l2OffsetMask
-		if host%q.cs != 0 {
-			return fmt.Errorf("%w: qcow2 data cluster %#x for virtual cluster %d is unaligned", ErrFormat, host, vc)
+		if host%q.cs != 0 || host >= q.fileSize {
+			return fmt.Errorf("%w: qcow2 data cluster %#x for virtual cluster %d is unaligned or past the end of the file (%d bytes)", ErrFormat, host, vc, q.fileSize)
 		}
 		if _, err := q.f.WriteAt(data, int64(host+intra)); err != nil {
 			return fmt.Errorf("write data cluster %#x: %w", host, err)
@@ -99,18 +99,15 @@ func (q *qcow2) writeCluster(vc, intra uint64, data []byte) error {
 		return nil
 	}
 
-	// A new (or rewritten) cluster: build it whole so that no byte of it
-	// is left undefined.
-	buf := make([]byte, q.cs)
-	if uint64(len(data)) < q.cs {
-		if err := q.readEntry(e, vc, 0, buf); err != nil {
-			return err
-		}
-	}
-	copy(buf[intra:], data)
+	// A new (or rewritten) cluster. Every byte of it must be defined: a
+	// fresh cluster lies past the old end of the file, so when its base
+	// is zeros it is enough to write the data and extend the file over
+	// the rest; otherwise the whole cluster is built and written.
 	var host uint64
-	if q.isZero(e) && e&l2OffsetMask != 0 && (e&l2OffsetMask)%q.cs == 0 {
+	fresh := true
+	if q.isZero(e) && e&l2OffsetMask != 0 && (e&l2OffsetMask)%q.cs == 0 && e&l2OffsetMask < q.fileSize {
 		host = e & l2OffsetMask // a preallocated zero cluster: reuse it
+		fresh = false
 	} else {
 		h, err := q.alloc(1)
 		if err != nil {
@@ -118,8 +115,28 @@ func (q *qcow2) writeCluster(vc, intra uint64, data []byte) error {
 		}
 		host = h
 	}
-	if err := q.writeMeta(buf, host, "data cluster"); err != nil {
-		return err
+	if fresh && q.zeroBase(e, vc) {
+		if err := q.writeMeta(data, host+intra, "data cluster"); err != nil {
+			return err
+		}
+		if q.fileSize < host+q.cs {
+			if err := q.f.Truncate(int64(host + q.cs)); err != nil {
+				q.broken = fmt.Errorf("extend qcow2 file to %d: %w", host+q.cs, err)
+				return q.broken
+			}
+			q.grew(host + q.cs)
+		}
+	} else {
+		buf := make([]byte, q.cs)
+		if uint64(len(data)) < q.cs {
+			if err := q.readEntry(e, vc, 0, buf); err != nil {
+				return err
+			}
+		}
+		copy(buf[intra:], data)
+		if err := q.writeMeta(buf, host, "data cluster"); err != nil {
+			return err
+		}
 	}
 	newEntry := host | copiedFlag
 	if tbl == nil {
@@ -153,6 +170,19 @@ func (q *qcow2) writeCluster(vc, intra uint64, data []byte) error {
 		return q.freeCompressed(e)
 	}
 	return nil
+}
+
+// zeroBase reports whether virtual cluster vc, mapped by e, reads as zeros
+// without looking at any data: a zero cluster, or an unallocated one with
+// no backing file behind it.
+func (q *qcow2) zeroBase(e, vc uint64) bool {
+	if e&compressedFlag != 0 {
+		return false
+	}
+	if q.isZero(e) {
+		return true
+	}
+	return e&l2OffsetMask == 0 && (q.backing == nil || vc*q.cs >= q.backing.Size())
 }
 
 // cacheL2 adds a table to the L2 cache, evicting one if it is full.
