@@ -151,3 +151,45 @@ func TestTSCScaling(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckCPUCompatRealKVM shapes this host's supported CPUID for a few
+// topologies, sets it on a real vCPU, reads it back as a snapshot does
+// (KVM_GET_CPUID2) and checks CheckCPUCompat finds nothing to refuse or
+// warn about against the same host. Needs /dev/kvm.
+func TestCheckCPUCompatRealKVM(t *testing.T) {
+	sys, err := kvmstate.Open("/dev/kvm")
+	if err != nil {
+		t.Skipf("SKIPPED: needs KVM, which is unavailable here: %v", err)
+	}
+	defer sys.Close()
+	supported, err := sys.SupportedCPUID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kvm, err := sys.CreateVM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kvm.Close()
+	for i, topo := range []Topology{DefaultTopology(1), DefaultTopology(8), {2, 2, 1, 2}, {1, 2, 2, 1}} {
+		cpu, err := kvm.CreateVCPU(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		set := vcpuCPUID(shapeCPUID(supported, topo, hostCacheLeaves()), topo, topo.CPUs()-1)
+		if err := cpu.SetCPUID2(set); err != nil {
+			t.Fatalf("%s: KVM_SET_CPUID2: %v", topo, err)
+		}
+		back, err := cpu.CPUID2()
+		if err != nil {
+			t.Fatal(err)
+		}
+		warns, err := CheckCPUCompat(back, 0, supported, 0)
+		if err != nil || len(warns) > 0 {
+			t.Errorf("%s: read back from KVM: warnings %q, error %v", topo, warns, err)
+		}
+		m := DescribeCPU(supported, topo)
+		t.Logf("%s: %s, caches %v", topo, m.Vendor, m.Caches)
+		cpu.Close()
+	}
+}
