@@ -199,6 +199,9 @@ func (t *VirtioMMIO) Base() uint64 { return t.base }
 // Notify.
 func (t *VirtioMMIO) NotifyAddr() uint64 { return t.base + VirtioMMIONotify }
 
+// NumQueues returns how many queues the device has.
+func (t *VirtioMMIO) NumQueues() int { return len(t.queues) }
+
 // Err returns the first device failure (Fail) or interrupt line error.
 func (t *VirtioMMIO) Err() error {
 	t.mu.Lock()

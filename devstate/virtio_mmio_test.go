@@ -538,3 +538,45 @@ func FuzzVirtioMMIO(f *testing.F) {
 		}
 	})
 }
+
+func TestVirtioMMIOIRQFailure(t *testing.T) {
+	tr, _, irq, d, m := activeTransport(t, FeatureVersion1)
+	irq.fail = errFake
+	d.publish(d.chain(buf{data: []byte("x")}, buf{n: 1, writable: true}))
+	m.w32(mmioQueueNotify, 0)
+	if !errors.Is(tr.Err(), errFake) {
+		t.Errorf("Err = %v, want the IRQ failure", tr.Err())
+	}
+	if tr.Status()&StatusDeviceNeedsReset == 0 {
+		t.Errorf("echo device did not fail after SignalUsed returned an IRQ error")
+	}
+}
+
+// TestVirtioMMIOConcurrent runs device-side signalling against driver-side
+// register traffic, for the race detector.
+func TestVirtioMMIOConcurrent(t *testing.T) {
+	tr, _, _, d, m := activeTransport(t, FeatureVersion1|FeatureRingEventIdx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 200 {
+			_ = tr.SignalConfig()
+			_ = tr.SignalUsed(0)
+			_ = tr.State()
+		}
+	}()
+	for i := range 200 {
+		d.nextData = dataBase
+		d.publish(d.chain(buf{data: []byte{byte(i)}}, buf{n: 1, writable: true}))
+		m.w32(mmioQueueNotify, 0)
+		m.w32(mmioInterruptACK, m.r32(mmioInterruptStatus))
+		_ = m.r32(mmioConfigGeneration)
+	}
+	<-done
+	if d.usedIdx() != 200 || tr.Err() != nil {
+		t.Errorf("used idx %d, err %v; want 200, nil", d.usedIdx(), tr.Err())
+	}
+	if got := m.r32(mmioConfigGeneration); got != 200 {
+		t.Errorf("config generation = %d, want 200", got)
+	}
+}
