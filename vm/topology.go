@@ -18,10 +18,10 @@ import (
 // thread | core<<tw | die<<(tw+cw) | package<<(tw+cw+dw), each width the
 // ceiling of log2 of its count.
 type Topology struct {
-	Threads  int `json:"threads"`
-	Cores    int `json:"cores"`
-	Dies     int `json:"dies"`
-	Packages int `json:"packages"`
+	Threads  int `json:"threads"`  // threads per core
+	Cores    int `json:"cores"`    // cores per die
+	Dies     int `json:"dies"`     // dies per package
+	Packages int `json:"packages"` // packages (sockets)
 }
 
 // DefaultTopology is one package of n single-threaded cores.
@@ -82,7 +82,8 @@ func ceilLog2(n int) int {
 	return bits.Len(uint(n - 1))
 }
 
-// Place is where a vCPU sits in its topology.
+// Place is where a vCPU sits in its topology: its thread within its core,
+// core within its die, die within its package, and package.
 type Place struct {
 	Thread, Core, Die, Package int
 }
