@@ -16,6 +16,8 @@
 //   - writes images with refcount_order 4 (16-bit refcounts, the only
 //     order QEMU creates by default and the only one v2 has) and no
 //     internal snapshots; other images open read-only only;
+//   - discards (v3) by giving whole clusters the zero flag, keeping their
+//     host clusters allocated; v2 has no zero flag, so discard is a no-op;
 //   - refuses images with the dirty, corrupt, external-data-file or
 //     extended-L2 incompatible bits, any unknown incompatible bit, a
 //     compression type other than deflate, or encryption.

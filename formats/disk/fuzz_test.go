@@ -65,7 +65,7 @@ func FuzzQcow2Header(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if len(data) > 1<<20 {
+		if len(data) > 256<<10 {
 			return
 		}
 		m := &memFile{b: bytes.Clone(data), limit: len(data) + 4<<20}

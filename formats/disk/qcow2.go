@@ -313,8 +313,13 @@ func (q *qcow2) ReadOnly() bool { return q.readOnly }
 // Identity implements Disk.
 func (q *qcow2) Identity() Identity { return q.id }
 
-// Discard is a no-op: qcow2 discard would need cluster freeing, which the
-// append-only allocator does not reuse anyway.
+// Discard makes whole clusters inside the range read as zeros. On v3
+// images each cluster whose L2 table exists gets the zero flag: a normal
+// cluster keeps its host cluster (a preallocated zero cluster, refcount
+// unchanged), a compressed one drops its references. Partial clusters,
+// clusters without an L2 table (they keep reading their old contents)
+// and v2 images, which have no zero flag, are left alone, as virtio-blk
+// allows.
 func (q *qcow2) Discard(off, n int64) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -326,6 +331,58 @@ func (q *qcow2) Discard(off, n int64) error {
 	}
 	if off < 0 || n < 0 || uint64(off) > q.h.size || uint64(n) > q.h.size-uint64(off) {
 		return fmt.Errorf("discard %s: %d bytes at %d: %w (size %d)", q.path, n, off, ErrRange, q.h.size)
+	}
+	if q.broken != nil {
+		return fmt.Errorf("discard %s: refused after an earlier metadata write failed: %w", q.path, q.broken)
+	}
+	if q.h.version < 3 {
+		return nil
+	}
+	first := (uint64(off) + q.cs - 1) / q.cs
+	end := (uint64(off) + uint64(n)) / q.cs
+	if uint64(off)+uint64(n) == q.h.size {
+		end = (q.h.size + q.cs - 1) / q.cs // the last, possibly short, cluster
+	}
+	for vc := first; vc < end; vc++ {
+		if err := q.discardCluster(vc); err != nil {
+			return fmt.Errorf("discard %s at %d: %w", q.path, vc*q.cs, err)
+		}
+	}
+	return nil
+}
+
+// discardCluster gives virtual cluster vc the zero flag if its L2 table
+// exists.
+func (q *qcow2) discardCluster(vc uint64) error {
+	l1i, l2i := vc/q.l2Entries, vc%q.l2Entries
+	l2off := q.l1[l1i] & l2OffsetMask
+	if l2off == 0 {
+		return nil
+	}
+	tbl, err := q.l2Table(l2off)
+	if err != nil {
+		return err
+	}
+	e := tbl[l2i]
+	var ne uint64
+	switch {
+	case e&compressedFlag != 0:
+		ne = zeroFlag
+	case q.isZero(e):
+		return nil
+	case e&l2OffsetMask != 0:
+		ne = e&(l2OffsetMask|copiedFlag) | zeroFlag
+	default:
+		ne = zeroFlag
+	}
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], ne)
+	if err := q.writeMeta(b[:], l2off+l2i*8, "L2 entry"); err != nil {
+		return err
+	}
+	tbl[l2i] = ne
+	if e&compressedFlag != 0 {
+		return q.freeCompressed(e)
 	}
 	return nil
 }
