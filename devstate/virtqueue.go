@@ -37,8 +37,8 @@ const (
 )
 
 // MaxChainBuffers caps the buffers in one chain, indirect tables included:
-// virtio 1.2 §2.7.5.3.1 forbids chains longer than the queue size, and the
-// largest queue is MaxQueueSize.
+// virtio 1.2 §2.7.5.3.1 forbids chains longer than the queue size (which Pop
+// enforces), and the largest queue is MaxQueueSize.
 const MaxChainBuffers = MaxQueueSize
 
 // descTableBytes, availBytes and usedBytes are the sizes of the three areas
@@ -455,8 +455,6 @@ func (q *Queue) walkLocked(c *Chain) error {
 				return fmt.Errorf("%w: indirect descriptor %d inside an indirect table", ErrVirtqueue, idx)
 			case !q.indirect:
 				return fmt.Errorf("%w: indirect descriptor %d but VIRTIO_RING_F_INDIRECT_DESC not negotiated", ErrVirtqueue, idx)
-			case hops != 0:
-				return fmt.Errorf("%w: indirect descriptor %d is not the chain head", ErrVirtqueue, idx)
 			case d.flags&descFNext != 0:
 				return fmt.Errorf("%w: indirect descriptor %d also has VIRTQ_DESC_F_NEXT", ErrVirtqueue, idx)
 			case d.len == 0 || d.len%descSize != 0:
@@ -472,8 +470,12 @@ func (q *Queue) walkLocked(c *Chain) error {
 			if err := checkRangeBuf(q.mem, d.addr, uint64(d.len), q.scratch[:1]); err != nil {
 				return fmt.Errorf("%w: indirect table at %#x (%d bytes): %w", ErrVirtqueue, d.addr, d.len, err)
 			}
+			// §2.7.5.3.2: the device must accept zero or more direct
+			// descriptors followed by one indirect one; the table gets its
+			// own budget of tableLen hops, and the buffer count stays
+			// capped at the queue size below.
 			table, tableLen, idx, indirect = d.addr, uint16(d.len/descSize), 0, true
-			hops = -1 // the table gets its own budget of tableLen hops
+			hops = -1
 			continue
 		}
 		if d.len == 0 {
@@ -486,8 +488,9 @@ func (q *Queue) walkLocked(c *Chain) error {
 		if !writable && c.Readable != len(c.Buffers) {
 			return fmt.Errorf("%w: readable descriptor %d after a writable one", ErrVirtqueue, idx)
 		}
-		if len(c.Buffers) >= MaxChainBuffers {
-			return fmt.Errorf("%w: chain has more than %d buffers", ErrVirtqueue, MaxChainBuffers)
+		if len(c.Buffers) >= int(q.size) {
+			// §2.7.5.3.1: no chain longer than the queue size.
+			return fmt.Errorf("%w: chain has more than queue size %d buffers", ErrVirtqueue, q.size)
 		}
 		c.Buffers = append(c.Buffers, Buffer{GPA: d.addr, Len: d.len, Writable: writable})
 		if writable {

@@ -110,6 +110,24 @@ func TestQueueUndoPop(t *testing.T) {
 	}
 }
 
+func TestQueueDirectThenIndirect(t *testing.T) {
+	// §2.7.5.3.2: direct descriptors followed by one indirect one are valid,
+	// and the WRITE flag on the indirect descriptor itself is ignored.
+	d, q := newQueueTest(t, 8, FeatureIndirectDesc)
+	d.setDescAt(dataBase, 0, dataBase+0x200, 5, descFWrite, 0)
+	copy(d.mem.b[dataBase+0x300:], "head")
+	d.setDesc(0, dataBase+0x300, 4, descFNext, 1)
+	d.setDesc(1, dataBase, 16, descFIndirect|descFWrite, 0)
+	d.publish(0)
+	c, ok, err := q.Pop()
+	if !ok || err != nil {
+		t.Fatalf("Pop = %v, %v", ok, err)
+	}
+	if len(c.Buffers) != 2 || c.Readable != 1 || c.ReadableLen != 4 || c.WritableLen != 5 {
+		t.Errorf("chain: %d buffers, %d readable, %d/%d bytes; want 2, 1, 4/5", len(c.Buffers), c.Readable, c.ReadableLen, c.WritableLen)
+	}
+}
+
 func TestQueueIndirect(t *testing.T) {
 	d, q := newQueueTest(t, 8, FeatureIndirectDesc)
 	head := d.indirect(buf{data: []byte("abc")}, buf{data: []byte("def")}, buf{n: 6, writable: true})
@@ -191,9 +209,18 @@ func TestQueueMalformed(t *testing.T) {
 			d.setDesc(1, dataBase+0x300, 4, 0, 0)
 			d.publish(0)
 		}, true},
-		{"indirect after direct", FeatureIndirectDesc, func(d *driver) {
-			d.setDescAt(dataBase, 0, dataBase+0x200, 4, 0, 0)
+		{"direct and indirect longer than size", FeatureIndirectDesc, func(d *driver) {
+			for i := range uint16(size) {
+				d.setDescAt(dataBase, i, dataBase+0x200, 4, descFNext, i+1)
+			}
+			d.setDescAt(dataBase, size-1, dataBase+0x200, 4, 0, 0)
 			d.setDesc(0, dataBase+0x300, 4, descFNext, 1)
+			d.setDesc(1, dataBase, 16*size, descFIndirect, 0)
+			d.publish(0)
+		}, true},
+		{"writable direct then readable indirect", FeatureIndirectDesc, func(d *driver) {
+			d.setDescAt(dataBase, 0, dataBase+0x200, 4, 0, 0)
+			d.setDesc(0, dataBase+0x300, 4, descFWrite|descFNext, 1)
 			d.setDesc(1, dataBase, 16, descFIndirect, 0)
 			d.publish(0)
 		}, true},
