@@ -4,8 +4,12 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -338,5 +342,65 @@ func TestSaveRestoreStreams(t *testing.T) {
 	}
 	if err := restore.Wait(); err != nil {
 		t.Fatalf("chsnap restore -: %v\nstderr:\n%s", err, stderr.String())
+	}
+}
+
+// apiPut sends a PUT with a JSON body to chsnap's API socket and returns the
+// status and body.
+func apiPut(t *testing.T, sock, op, body string) (int, string) {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}, Timeout: 2 * time.Minute}
+	req, err := http.NewRequest("PUT", "http://localhost/api/v1/"+op, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("PUT %s: %v", op, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestRestoreThroughAPI starts a VMM with only its API socket and restores
+// an archive into it with PUT /api/v1/vm.restore (Cloud Hypervisor's body):
+// the VM comes back paused, as Cloud Hypervisor's does, and runs on resume.
+func TestRestoreThroughAPI(t *testing.T) {
+	needKVM(t)
+	dir := shortDir(t)
+	p, sock := bootFilledSized(t, dir, 2, "128M", 32)
+	snap := filepath.Join(dir, "vm.snap")
+	chsnapOK(t, "save", "--api-socket", sock, snap)
+	p.cmd.Process.Kill()
+
+	vmm := filepath.Join(dir, "vmm.sock")
+	r := startChsnap(t, "restore", "--api-socket", vmm)
+	waitSocket(t, vmm, r)
+	if out, err := exec.Command(chsnapBin, "info", "--api-socket", vmm).CombinedOutput(); err == nil || !strings.Contains(string(out), "no VM yet") {
+		t.Errorf("info before vm.restore: %v: %s", err, out)
+	}
+	if st, body := apiPut(t, vmm, "vm.restore", `{"source_url": "file://`+filepath.Join(dir, "missing.snap")+`"}`); st != 500 || !strings.Contains(body, "no such file") {
+		t.Errorf("vm.restore of a missing file: %d %s", st, body)
+	}
+	if st, body := apiPut(t, vmm, "vm.restore", `{"source_url": "file://`+snap+`"}`); st != 204 {
+		t.Fatalf("vm.restore: %d %s\nstderr:\n%s", st, body, r.stderr)
+	}
+	if info := chsnapOK(t, "info", "--api-socket", vmm); !strings.Contains(info, `"Paused"`) {
+		t.Errorf("info after vm.restore: %s", info)
+	}
+	if st, body := apiPut(t, vmm, "vm.restore", `{"source_url": "file://`+snap+`"}`); st != 409 {
+		t.Errorf("second vm.restore: %d %s, want 409", st, body)
+	}
+	chsnapOK(t, "resume", "--api-socket", vmm)
+	r.command(t, "verify", "verify ok")
+	r.command(t, "cpus", "cpus 2")
+	r.send(t, "poweroff")
+	if st := r.wait(t, 30*time.Second); st != 0 {
+		t.Errorf("exit status %d; stderr:\n%s", st, r.stderr)
 	}
 }

@@ -15,12 +15,17 @@ func restoreCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "restore",
 		Usage:     "restore a VM from a snapshot archive and resume it",
-		ArgsUsage: "ARCHIVE|-",
+		ArgsUsage: "[ARCHIVE|-]",
 		Description: "Rebuilds the saved VM in this process and resumes it where it stopped. Every\n" +
 			"section and piece of state is checked before any vCPU runs: a damaged or\n" +
 			"incompatible archive is refused and no guest starts. `-` reads the archive\n" +
-			"from standard input.\n\n" +
-			"Example:\n   chsnap restore vm.snap --name web1",
+			"from standard input. With no archive, chsnap starts with only its API socket\n" +
+			"and waits for PUT /api/v1/vm.restore (Cloud Hypervisor's RestoreConfig: the\n" +
+			"VM stays paused unless \"resume\": true).\n\n" +
+			"Examples:\n   chsnap restore vm.snap --name web1\n" +
+			"   chsnap restore --api-socket /tmp/vmm.sock &\n" +
+			"   curl --unix-socket /tmp/vmm.sock -X PUT http://localhost/api/v1/vm.restore \\\n" +
+			"        -d '{\"source_url\": \"file:///srv/vm.snap\", \"resume\": true}'",
 		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "paused", Usage: "keep the VM paused after restoring it (resume it with `chsnap resume`)"},
 			serialFlag(),
@@ -32,8 +37,8 @@ func restoreCommand() *cli.Command {
 }
 
 func restoreAction(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return usagef("restore takes one archive path (or - for standard input)")
+	if c.NArg() > 1 {
+		return usagef("restore takes at most one archive path (or - for standard input)")
 	}
 	name := c.Args().First()
 	serial, err := parseSerial(c.String("serial"))
@@ -43,6 +48,9 @@ func restoreAction(c *cli.Context) error {
 	sock, err := apiSocketPath(c)
 	if err != nil {
 		return err
+	}
+	if name == "" {
+		return serveEmpty(c, serial, sock)
 	}
 	var (
 		in    io.Reader
@@ -91,7 +99,19 @@ func restoreAction(c *cli.Context) error {
 		Memory:  api.MemoryConfig{Size: cfg.Memory},
 		Payload: api.PayloadConfig{Kernel: cfg.KernelPath, Cmdline: cfg.Cmdline},
 	}
-	return serveAndRun(c, m, sock, info)
+	return serveAndRun(c, newController(m, info), sock)
+}
+
+// serveEmpty runs a VMM with no VM: its API socket waits for vm.restore.
+func serveEmpty(c *cli.Context, serial serialSpec, sock string) error {
+	sink, err := serial.open(c.App.Writer)
+	if err != nil {
+		return err
+	}
+	defer sink.close()
+	ctl := newController(nil, api.VMConfigInfo{})
+	ctl.restoreOpt = vm.RestoreOptions{KVMDevice: c.String("kvm-device"), SerialOut: sink.out, SerialIn: sink.in}
+	return serveAndRun(c, ctl, sock)
 }
 
 // countingReader reports bytes read to a progress line.

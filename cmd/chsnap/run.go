@@ -118,7 +118,7 @@ func runAction(c *cli.Context) error {
 		Memory:  api.MemoryConfig{Size: cfg.Memory},
 		Payload: api.PayloadConfig{Kernel: c.String("kernel"), Cmdline: cfg.Cmdline, Initramfs: c.String("initrd")},
 	}
-	if err := serveAndRun(c, m, sock, info); err != nil {
+	if err := serveAndRun(c, newController(m, info), sock); err != nil {
 		return err
 	}
 	if err := sink.err(); err != nil {

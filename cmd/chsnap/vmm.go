@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -17,26 +18,65 @@ import (
 // version is chsnap's release version, reported by vmm.ping.
 const version = "0.1.0-dev"
 
-// controller exposes a running VM to the API server.
+// controller exposes the VMM's VM to the API server. It may start without
+// one (`chsnap restore` with no archive) and get it from vm.restore.
 type controller struct {
+	// mu guards m and info, and makes pause and resume check-then-act
+	// atomic against each other.
+	mu   sync.Mutex
 	m    *vm.VM
 	info api.VMConfigInfo
-	// stateMu makes pause and resume check-then-act atomic against each
-	// other, so two concurrent pauses cannot both succeed.
-	stateMu sync.Mutex
+
+	// restoreOpt are the options a vm.restore uses (console, KVM device).
+	restoreOpt vm.RestoreOptions
+	// started receives the VM once there is one to run; shutdown is closed
+	// by vmm.shutdown when there is none.
+	started  chan *vm.VM
+	shutdown chan struct{}
+	once     sync.Once
+}
+
+func newController(m *vm.VM, info api.VMConfigInfo) *controller {
+	c := &controller{m: m, info: info, started: make(chan *vm.VM, 1), shutdown: make(chan struct{})}
+	if m != nil {
+		c.started <- m
+	}
+	return c
+}
+
+// errNoVM answers requests that need a VM before vm.restore brought one.
+var errNoVM = api.StateErrorf("this VMM has no VM yet: restore one with PUT /api/v1/vm.restore")
+
+// vm returns the VM, or errNoVM.
+func (c *controller) vm() (*vm.VM, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		return nil, errNoVM
+	}
+	return c.m, nil
 }
 
 func (c *controller) Info() (api.VMInfo, error) {
+	m, err := c.vm()
+	if err != nil {
+		return api.VMInfo{}, err
+	}
 	state := api.StateRunning
-	if c.m.Paused() {
+	if m.Paused() {
 		state = api.StatePaused
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return api.VMInfo{State: state, Config: c.info, MemoryActualSize: c.info.Memory.Size}, nil
 }
 
 func (c *controller) Pause() error {
-	c.stateMu.Lock()
-	defer c.stateMu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		return errNoVM
+	}
 	if c.m.Paused() {
 		return api.StateErrorf("the VM is already paused")
 	}
@@ -44,8 +84,11 @@ func (c *controller) Pause() error {
 }
 
 func (c *controller) Resume() error {
-	c.stateMu.Lock()
-	defer c.stateMu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		return errNoVM
+	}
 	if !c.m.Paused() {
 		return api.StateErrorf("the VM is not paused")
 	}
@@ -53,42 +96,110 @@ func (c *controller) Resume() error {
 }
 
 func (c *controller) Snapshot(w io.Writer, opt api.SnapshotOptions) error {
-	return c.m.Snapshot(w, vm.SnapshotOptions{LeavePaused: opt.LeavePaused, Progress: opt.Progress})
+	m, err := c.vm()
+	if err != nil {
+		return err
+	}
+	return m.Snapshot(w, vm.SnapshotOptions{LeavePaused: opt.LeavePaused, Progress: opt.Progress})
 }
 
 func (c *controller) SnapshotToFile(path string, opt api.SnapshotOptions) error {
-	return c.m.SnapshotToFile(path, vm.SnapshotOptions{LeavePaused: opt.LeavePaused, Progress: opt.Progress})
+	m, err := c.vm()
+	if err != nil {
+		return err
+	}
+	return m.SnapshotToFile(path, vm.SnapshotOptions{LeavePaused: opt.LeavePaused, Progress: opt.Progress})
 }
 
 func (c *controller) Shutdown() error {
-	c.m.Shutdown()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m != nil {
+		c.m.Shutdown()
+	} else {
+		c.once.Do(func() { close(c.shutdown) })
+	}
 	return nil
 }
 
-// serveAndRun puts m's API socket up at sock, runs m until it ends, takes
-// the socket down and releases m. It returns nil when the guest powered off,
-// rebooted or was shut down through the API.
-func serveAndRun(c *cli.Context, m *vm.VM, sock string, info api.VMConfigInfo) error {
+// Restore serves vm.restore: it builds the VM from the archive at path and
+// hands it to serveAndRun. Like Cloud Hypervisor, the VM stays paused unless
+// cfg.Resume. Network fds are not supported yet: chsnap has no network
+// devices, so any net_fds entry names a device the archive cannot have.
+func (c *controller) Restore(path string, cfg api.RestoreConfig) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m != nil {
+		return api.StateErrorf("this VMM already has a VM")
+	}
+	select {
+	case <-c.shutdown:
+		return api.StateErrorf("this VMM is shutting down")
+	default:
+	}
+	if len(cfg.NetFDs) > 0 {
+		return fmt.Errorf("net_fds: the archive has no network device %q (chsnap has no network devices yet)", cfg.NetFDs[0].ID)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	defer f.Close()
+	opt := c.restoreOpt
+	opt.Paused = !cfg.Resume
+	m, err := vm.Restore(f, opt)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", path, err)
+	}
+	cfgv := m.Config()
+	c.m = m
+	c.info = api.VMConfigInfo{
+		CPUs:    api.CPUsConfig{BootVCPUs: cfgv.CPUs, MaxVCPUs: cfgv.CPUs},
+		Memory:  api.MemoryConfig{Size: cfgv.Memory},
+		Payload: api.PayloadConfig{Kernel: cfgv.KernelPath, Cmdline: cfgv.Cmdline},
+	}
+	c.started <- m
+	return nil
+}
+
+// serveAndRun puts the API socket up at sock, waits for the controller's VM
+// (there from the start, or brought by vm.restore), runs it until it ends,
+// takes the socket down and releases the VM. It returns nil when the guest
+// powered off, rebooted or was shut down through the API.
+func serveAndRun(c *cli.Context, ctl *controller, sock string) error {
 	l, err := api.Listen(sock)
 	if err != nil {
-		m.Close()
+		ctl.mu.Lock()
+		if ctl.m != nil {
+			ctl.m.Close()
+		}
+		ctl.mu.Unlock()
 		return fmt.Errorf("API socket: %w", err)
 	}
-	srv := api.NewServer(&controller{m: m, info: info}, api.ServerOptions{Version: version, BuildVersion: version})
+	srv := api.NewServer(ctl, api.ServerOptions{Version: version, BuildVersion: version})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
+	stopServer := func() {
+		// Let a vmm.shutdown reply (or a snapshot in flight) finish, briefly.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := srv.Shutdown(ctx); err != nil {
+			srv.Close()
+		}
+		cancel()
+		if err := <-served; err != nil {
+			fmt.Fprintf(c.App.ErrWriter, "chsnap: API server: %v\n", err)
+		}
+	}
 
+	var m *vm.VM
+	select {
+	case m = <-ctl.started:
+	case <-ctl.shutdown:
+		stopServer()
+		return nil
+	}
 	reason, runErr := m.Run()
-
-	// Let a vmm.shutdown reply (or a snapshot in flight) finish, briefly.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	if err := srv.Shutdown(ctx); err != nil {
-		srv.Close()
-	}
-	cancel()
-	if err := <-served; err != nil {
-		fmt.Fprintf(c.App.ErrWriter, "chsnap: API server: %v\n", err)
-	}
+	stopServer()
 	closeErr := m.Close()
 	if runErr != nil {
 		return runErr

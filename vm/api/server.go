@@ -223,7 +223,17 @@ func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeError(w, http.StatusNotImplemented, "restoring into a running VMM is not supported; start a new one with `chsnap restore FILE`")
+	rs, ok := s.c.(Restorer)
+	if !ok {
+		writeError(w, http.StatusNotImplemented, "this VMM cannot restore; start one with `chsnap restore` (no archive) or `chsnap restore FILE`")
+		return
+	}
+	p, _ := fileURLPath("source_url", cfg.SourceURL)
+	if err := rs.Restore(p, cfg); err != nil {
+		writeControllerError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) snapshotStream(w http.ResponseWriter, r *http.Request) {

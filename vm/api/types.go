@@ -29,6 +29,15 @@ type Controller interface {
 	Shutdown() error
 }
 
+// Restorer is implemented by a Controller that can restore a VM into an empty
+// VMM (one started without a VM), serving vm.restore. A restore into a VMM
+// that already has a VM fails with an error that Is ErrState.
+type Restorer interface {
+	// Restore rebuilds the VM from the archive at path; it resumes it only
+	// if cfg.Resume (Cloud Hypervisor's semantics: a restored VM is paused).
+	Restore(path string, cfg RestoreConfig) error
+}
+
 // SnapshotOptions tunes a snapshot.
 type SnapshotOptions struct {
 	// LeavePaused keeps the VM paused after the snapshot.
