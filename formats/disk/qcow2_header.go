@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"strings"
 )
 
 // qcow2 header limits. The table-size limits are QEMU's (QCOW_MAX_L1_SIZE,
@@ -137,6 +138,9 @@ func parseHeader(buf []byte, fileSize uint64) (*header, error) {
 	if h.cryptMethod != 0 {
 		return nil, fmt.Errorf("%w: qcow2 encryption (method %d)", ErrUnsupported, h.cryptMethod)
 	}
+	if err := h.parseExtensions(buf); err != nil {
+		return nil, err
+	}
 	if err := h.checkIncompatible(); err != nil {
 		return nil, err
 	}
@@ -171,9 +175,6 @@ func parseHeader(buf []byte, fileSize uint64) (*header, error) {
 			return nil, err
 		}
 	}
-	if err := h.parseExtensions(buf); err != nil {
-		return nil, err
-	}
 	if h.backingOffset != 0 || h.backingSize != 0 {
 		if h.backingSize == 0 || h.backingSize > maxBackingName {
 			return nil, fmt.Errorf("%w: qcow2 backing file name length %d outside 1..%d", ErrFormat, h.backingSize, maxBackingName)
@@ -207,7 +208,17 @@ func (h *header) checkIncompatible() error {
 		return fmt.Errorf("%w: qcow2 compression type %d without its incompatible bit", ErrFormat, h.compressionType)
 	}
 	if unknown := bits &^ (incompatDirty | incompatCorrupt | incompatExternalData | incompatCompressionTyp | incompatExtendedL2); unknown != 0 {
-		return fmt.Errorf("%w: qcow2 unknown incompatible features %#x", ErrUnsupported, unknown)
+		var names []string
+		for bit := range 64 {
+			if unknown&(1<<bit) != 0 {
+				if n, ok := h.featureNames[[2]byte{0, byte(bit)}]; ok && n != "" {
+					names = append(names, fmt.Sprintf("%q (bit %d)", n, bit))
+				} else {
+					names = append(names, fmt.Sprintf("bit %d", bit))
+				}
+			}
+		}
+		return fmt.Errorf("%w: qcow2 unknown incompatible features %s", ErrUnsupported, strings.Join(names, ", "))
 	}
 	return nil
 }
