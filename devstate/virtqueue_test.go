@@ -431,26 +431,27 @@ func equalBools(a, b []bool) bool {
 	return true
 }
 
-// FuzzVirtqueuePop pops from rings made of random bytes (the descriptor
-// table at 0, avail ring at 0x1000, used ring at 0x1400, the low bits of
-// sizeLog choosing the size, its top bits EVENT_IDX and INDIRECT): no panic,
-// every
-// chain returned obeys the invariants, and the walk stays bounded.
+// FuzzVirtqueuePop pops from rings made of random bytes in 1 KiB of guest
+// memory (the descriptor table at 0, avail ring at 0x100, used ring at
+// 0x140, the low bits of sizeLog choosing a size up to 16, its top bits
+// EVENT_IDX and INDIRECT): no panic, every chain returned obeys the
+// invariants, and the walk stays bounded.
 func FuzzVirtqueuePop(f *testing.F) {
+	const memSize, avail, used = 0x400, 0x100, 0x140
 	f.Add(uint8(3), uint16(0), []byte{})
 	for _, flags := range []uint8{3, 0x83, 0xc3} {
-		mem := &sliceMem{b: make([]byte, 0x2000)}
-		d := &driver{t: f, mem: mem, size: 8, desc: 0, avail: 0x1000, used: 0x1400, nextData: 0x1d00}
+		mem := &sliceMem{b: make([]byte, memSize)}
+		d := &driver{t: f, mem: mem, size: 8, desc: 0, avail: avail, used: used, nextData: 0x200}
 		d.publish(d.chain(buf{data: []byte("abc")}, buf{n: 8, writable: true}))
 		d.publish(d.indirect(buf{data: []byte("de")}, buf{n: 4, writable: true}))
 		f.Add(flags, uint16(0), mem.b)
 	}
 	f.Fuzz(func(t *testing.T, sizeLog uint8, nextAvail uint16, ring []byte) {
-		size := uint16(1) << (sizeLog % 9)
-		mem := &sliceMem{b: make([]byte, 0x2000)}
+		size := uint16(1) << (sizeLog % 5)
+		mem := &sliceMem{b: make([]byte, memSize)}
 		copy(mem.b, ring)
 		q, err := RestoreQueue(QueueState{
-			MaxSize: 256, Size: size, Ready: true, DescTable: 0, AvailRing: 0x1000, UsedRing: 0x1400,
+			MaxSize: 16, Size: size, Ready: true, DescTable: 0, AvailRing: avail, UsedRing: used,
 			NextAvail: nextAvail, NextUsed: nextAvail, EventIdx: sizeLog&0x80 != 0,
 		}, mem)
 		if err != nil {
@@ -488,7 +489,7 @@ func FuzzVirtqueuePop(f *testing.F) {
 			if rl != c.ReadableLen || wl != c.WritableLen {
 				t.Fatalf("lengths %d/%d, chain says %d/%d", rl, wl, c.ReadableLen, c.WritableLen)
 			}
-			data, err := c.ReadAll(0x2000)
+			data, err := c.ReadAll(memSize * 16)
 			if err != nil {
 				t.Fatal(err)
 			}
