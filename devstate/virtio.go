@@ -73,9 +73,10 @@ const MaxQueueSize = 32768
 //
 // DeviceID, Features and QueueMaxSizes must return constant values. The
 // other methods may be called from any vCPU thread; the transport never
-// calls two of them at once for one device, and calls none of them with its
-// own locks held, so a device may call back into the VirtioTransport it was
-// given from inside them.
+// calls two of them at once for one device. While calling them it holds only
+// its register lock, which the VirtioTransport methods never take, so a
+// device may call SignalUsed, SignalConfig and Fail from inside them and
+// from its own goroutines, and Reset may wait for those goroutines.
 type VirtioDevice interface {
 	// DeviceID is the virtio device ID (VirtioIDNet, VirtioIDBlock, …).
 	DeviceID() uint32
