@@ -61,6 +61,11 @@ func FuzzReader(f *testing.F) {
 		if sum.Size != int64(len(data)) || sum.Sections != len(all) {
 			t.Fatalf("Verify summary size %d sections %d, want %d and %d", sum.Size, sum.Sections, len(data), len(all))
 		}
+		// The Writer writes the current version only: an accepted archive of
+		// an older minor re-encodes with another header.
+		if sum.Minor != FormatMinor {
+			return
+		}
 		if again := encode(t, all); !bytes.Equal(again, data) {
 			t.Fatalf("accepted archive of %d bytes re-encodes to %d different bytes", len(data), len(again))
 		}

@@ -72,6 +72,18 @@ type VMConfigInfo struct {
 	Memory MemoryConfig `json:"memory"`
 	// Payload is what was booted.
 	Payload PayloadConfig `json:"payload"`
+	// Disks are the virtio-blk disks.
+	Disks []DiskConfig `json:"disks,omitempty"`
+}
+
+// DiskConfig is the part of Cloud Hypervisor's DiskConfig that chsnap has.
+type DiskConfig struct {
+	// Path is the image file.
+	Path string `json:"path"`
+	// ReadOnly says the guest cannot write the disk.
+	ReadOnly bool `json:"readonly,omitempty"`
+	// ID names the disk.
+	ID string `json:"id,omitempty"`
 }
 
 // CPUsConfig is Cloud Hypervisor's CpusConfig (boot and max only).
