@@ -199,6 +199,14 @@ func (t *VirtioMMIO) Base() uint64 { return t.base }
 // Notify.
 func (t *VirtioMMIO) NotifyAddr() uint64 { return t.base + VirtioMMIONotify }
 
+// VirtioMMIOCmdline returns the kernel command-line parameter that
+// describes a virtio-mmio window at base on interrupt line gsi, for guests
+// that do not read the ACPI DSDT: "virtio_mmio.device=4K@0xd0000000:5"
+// (Linux drivers/virtio/virtio_mmio.c, vm_cmdline_set).
+func VirtioMMIOCmdline(base uint64, gsi uint32) string {
+	return fmt.Sprintf("virtio_mmio.device=4K@%#x:%d", base, gsi)
+}
+
 // NumQueues returns how many queues the device has.
 func (t *VirtioMMIO) NumQueues() int { return len(t.queues) }
 
@@ -609,6 +617,9 @@ func (t *VirtioMMIO) State() VirtioMMIOState {
 // device to be activated, every ready queue valid (RestoreQueue); before
 // that a ready queue is checked at DRIVER_OK, as live. On error nothing is
 // built or activated.
+//
+// Preconditions: guest RAM already holds the saved contents (the rings are
+// checked against it and an activated device may start reading them).
 //
 // If DRIVER_OK is set without DEVICE_NEEDS_RESET, the device is activated
 // again with the restored queues. Then the interrupt line is driven high if

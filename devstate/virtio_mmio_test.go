@@ -580,3 +580,9 @@ func TestVirtioMMIOConcurrent(t *testing.T) {
 		t.Errorf("config generation = %d, want 200", got)
 	}
 }
+
+func TestVirtioMMIOCmdline(t *testing.T) {
+	if got, want := VirtioMMIOCmdline(0xd0000000, 5), "virtio_mmio.device=4K@0xd0000000:5"; got != want {
+		t.Errorf("VirtioMMIOCmdline = %q, want %q", got, want)
+	}
+}
