@@ -80,6 +80,7 @@ func qemuCheck(t testing.TB, img string) checkResult {
 		human, _ := exec.Command("qemu-img", "check", img).CombinedOutput()
 		t.Fatalf("qemu-img check %s: exit %v, %+v\n%s", img, err, r, human)
 	}
+	t.Logf("qemu-img check: exit 0, %+v", r)
 	return r
 }
 
