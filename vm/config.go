@@ -44,6 +44,8 @@ type Config struct {
 	// SerialIn supplies bytes the guest reads from its serial port; nil
 	// means none. The VM reads it from its own goroutine and does not close it.
 	SerialIn io.Reader
+	// Disks are the virtio-blk disks, in device order.
+	Disks []DiskConfig
 }
 
 // Validate checks every field without touching the system.
@@ -68,7 +70,7 @@ func (c *Config) Validate() error {
 	if c.Memory%(2<<20) != 0 {
 		return fmt.Errorf("%w: memory %d bytes is not a multiple of 2 MiB", ErrConfig, c.Memory)
 	}
-	return nil
+	return validateDisks(c.Disks)
 }
 
 // topology is the vCPU topology in effect: Topology, or the default.

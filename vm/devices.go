@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/chsnap/chsnap/devstate"
+	"github.com/chsnap/chsnap/formats/disk"
 	"github.com/chsnap/chsnap/kvmstate"
 )
 
@@ -18,6 +19,8 @@ const (
 // devices is the VM's device set and the buses that route exits to it.
 type devices struct {
 	ports  portBus
+	mmio   mmioBus
+	disks  []*virtioDisk
 	serial *devstate.Serial
 	i8042  *devstate.I8042
 	power  *devstate.Power
@@ -80,24 +83,93 @@ func newDevices(v *VM, st *savedState) (_ *devices, err error) {
 			return nil, err
 		}
 	}
+	var savedDisks []diskSaved
+	if st != nil {
+		savedDisks = st.Disks
+	}
+	if err := d.addDisks(v, savedDisks); err != nil {
+		d.close()
+		return nil, err
+	}
 	return d, nil
 }
 
-// mmioRead serves an MMIO read nothing claims: all ones, as from an empty bus.
+// mmioRead serves an MMIO read; nothing there reads as all ones, as from an
+// empty bus.
 func (d *devices) mmioRead(addr uint64, data []byte) {
+	if dev, ok := d.mmio.find(addr); ok {
+		dev.ReadMMIO(addr, data)
+		return
+	}
 	for i := range data {
 		data[i] = 0xFF
 	}
 }
 
-// mmioWrite drops an MMIO write nothing claims.
-func (d *devices) mmioWrite(addr uint64, data []byte) {}
+// mmioWrite serves an MMIO write; writes to nothing are dropped.
+func (d *devices) mmioWrite(addr uint64, data []byte) {
+	if dev, ok := d.mmio.find(addr); ok {
+		dev.WriteMMIO(addr, data)
+	}
+}
 
-// close releases the devices: the serial's blocked host writers are woken.
+// close releases the devices: the serial's blocked host writers are woken
+// and the disks flushed and closed.
 func (d *devices) close() error {
 	var errs []error
-	if err := d.serial.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("close serial: %w", err))
+	if d.serial != nil {
+		if err := d.serial.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close serial: %w", err))
+		}
+	}
+	for _, vd := range d.disks {
+		if vd.disk == nil {
+			continue
+		}
+		if err := vd.disk.Flush(); err != nil {
+			errs = append(errs, fmt.Errorf("flush disk %s: %w", vd.cfg.ID, err))
+		}
+		if err := vd.disk.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close disk %s: %w", vd.cfg.ID, err))
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// addDisks opens every configured disk and puts a virtio-blk device on a
+// virtio-mmio transport for each, fresh or from saved state (saved nil).
+func (d *devices) addDisks(v *VM, saved []diskSaved) error {
+	for i, cfg := range v.cfg.Disks {
+		img, err := disk.Open(cfg.Path, disk.OpenOptions{Format: cfg.Format, ReadOnly: cfg.ReadOnly})
+		if err != nil {
+			return fmt.Errorf("disk %s: %w", cfg.ID, err)
+		}
+		vd := &virtioDisk{cfg: cfg, disk: img}
+		d.disks = append(d.disks, vd) // owned from here: close releases it
+		base, gsi := virtioSlot(i)
+		deps := devstate.VirtioBlockDeps{Disk: img, ID: cfg.ID}
+		tdeps := devstate.VirtioMMIODeps{Base: base, Mem: v.mem, IRQ: irqLine{v.kvm, gsi}}
+		if saved == nil {
+			if vd.block, err = devstate.NewVirtioBlock(deps); err != nil {
+				return fmt.Errorf("disk %s: %w", cfg.ID, err)
+			}
+			tdeps.Device = vd.block
+			if vd.transport, err = devstate.NewVirtioMMIO(tdeps); err != nil {
+				return fmt.Errorf("disk %s: %w", cfg.ID, err)
+			}
+		} else {
+			if err := saved[i].check(img); err != nil {
+				return err
+			}
+			if vd.block, err = devstate.RestoreVirtioBlock(saved[i].Block, deps); err != nil {
+				return fmt.Errorf("restore disk %s: %w", cfg.ID, err)
+			}
+			tdeps.Device = vd.block
+			if vd.transport, err = devstate.RestoreVirtioMMIO(saved[i].Transport, tdeps); err != nil {
+				return fmt.Errorf("restore disk %s: %w", cfg.ID, err)
+			}
+		}
+		d.mmio.add(base, devstate.VirtioMMIOSize, vd.transport)
+	}
+	return nil
 }

@@ -27,7 +27,11 @@ type bootEntry = *boot.Entry
 func loadGuest(mem *memdump.Memory, cfg Config) (bootEntry, error) {
 	// Before any vCPU fd exists (loadGuest precedes vCPU creation in New).
 	_ = growFDTable(cfg.CPUs)
-	tables, err := acpi.Build(acpi.Config{APICIDs: cfg.topology().APICIDs()})
+	virtio, err := virtioACPI(len(cfg.Disks))
+	if err != nil {
+		return nil, fmt.Errorf("virtio ACPI entries: %w", err)
+	}
+	tables, err := acpi.Build(acpi.Config{APICIDs: cfg.topology().APICIDs(), Devices: virtio})
 	if err != nil {
 		return nil, fmt.Errorf("build ACPI tables: %w", err)
 	}
@@ -37,7 +41,7 @@ func loadGuest(mem *memdump.Memory, cfg Config) (bootEntry, error) {
 	entry, err := boot.Setup(mem, boot.Config{
 		Kernel:  cfg.Kernel,
 		Initrd:  cfg.Initrd,
-		Cmdline: cfg.Cmdline,
+		Cmdline: virtioCmdline(cfg.Cmdline, len(cfg.Disks)),
 		MemSize: cfg.Memory,
 		RSDP:    tables.RSDP,
 	})

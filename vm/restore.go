@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/chsnap/chsnap/formats"
 	"github.com/chsnap/chsnap/kvmstate"
@@ -22,6 +23,10 @@ type RestoreOptions struct {
 	Paused bool
 	// Progress, if set, is called with bytes of guest RAM loaded so far.
 	Progress func(done, total uint64)
+	// DiskPaths points disks (by id) at other image files than the ones the
+	// archive names, e.g. copies; each must still be the same image
+	// (format, size, header).
+	DiskPaths map[string]string
 }
 
 // Restore rebuilds a VM from an archive read from r, ready to Run. Every
@@ -35,7 +40,7 @@ func Restore(r io.Reader, opt RestoreOptions) (_ *VM, err error) {
 			v.abort()
 		}
 	}()
-	st, _, err := readArchive(r, opt.Progress, func(cfg Config) (*memdump.Memory, error) {
+	st, _, err := readArchive(r, opt.Progress, opt.DiskPaths, func(cfg Config) (*memdump.Memory, error) {
 		cfg.KVMDevice, cfg.SerialOut, cfg.SerialIn = opt.KVMDevice, opt.SerialOut, opt.SerialIn
 		var err error
 		if v, err = newMachine(cfg); err != nil {
@@ -49,6 +54,7 @@ func Restore(r io.Reader, opt RestoreOptions) (_ *VM, err error) {
 	if v.dev, err = newDevices(v, st); err != nil {
 		return nil, err
 	}
+	v.kickPending = true
 	// vCPUs first, then the VM-wide state (Firecracker's order): the
 	// irqchip and PIT come back onto vCPUs whose LAPICs are already set.
 	err = v.createVCPUs(func(id int, cpu *kvmstate.VCPU) error {
@@ -101,7 +107,7 @@ func VerifyArchive(r io.Reader) (*ArchiveReport, error) {
 			mem.Close()
 		}
 	}()
-	st, stats, err := readArchive(r, nil, func(cfg Config) (*memdump.Memory, error) {
+	st, stats, err := readArchive(r, nil, nil, func(cfg Config) (*memdump.Memory, error) {
 		var err error
 		mem, err = memdump.New("chsnap-verify", cfg.Memory)
 		return mem, err
@@ -119,7 +125,7 @@ func VerifyArchive(r io.Reader) (*ArchiveReport, error) {
 // readArchive reads and checks every section of an archive. When the config
 // section arrives it calls newMem to get guest memory of the right size (a
 // VM's, or a scratch one) and loads the memory sections into it.
-func readArchive(r io.Reader, progress func(done, total uint64), newMem func(Config) (*memdump.Memory, error)) (_ *savedState, _ memdump.DumpStats, err error) {
+func readArchive(r io.Reader, progress func(done, total uint64), diskPaths map[string]string, newMem func(Config) (*memdump.Memory, error)) (_ *savedState, _ memdump.DumpStats, err error) {
 	var stats memdump.DumpStats
 	ar, err := formats.NewReader(r)
 	if err != nil {
@@ -132,7 +138,7 @@ func readArchive(r io.Reader, progress func(done, total uint64), newMem func(Con
 		haveVM     bool
 		haveRes    bool
 		haveVCPU   []bool
-		haveDevice [numDevices]bool
+		haveDevice []bool
 	)
 	defer func() {
 		if loader != nil {
@@ -163,9 +169,23 @@ func readArchive(r io.Reader, progress func(done, total uint64), newMem func(Con
 				Kernel: []byte{0}, KernelPath: st.Config.Kernel, Cmdline: st.Config.Cmdline,
 				CPUs: st.Config.CPUs, Memory: st.Config.Memory,
 			}
+			for _, d := range st.Config.Disks {
+				sd := diskSaved{Record: d}
+				if p, ok := diskPaths[d.ID]; ok {
+					sd.Record.Path, sd.moved = p, true
+				}
+				st.Disks = append(st.Disks, sd)
+				cfg.Disks = append(cfg.Disks, DiskConfig{ID: d.ID, Path: sd.Record.Path, Format: d.Format, ReadOnly: d.ReadOnly})
+			}
+			for id := range diskPaths {
+				if !slices.ContainsFunc(st.Config.Disks, func(d diskRecord) bool { return d.ID == id }) {
+					return nil, stats, fmt.Errorf("%w: --disk %s: the archive has no disk %s", errNotRestorable, id, id)
+				}
+			}
 			if err := cfg.Validate(); err != nil {
 				return nil, stats, fmt.Errorf("config section: %w", err)
 			}
+			haveDevice = make([]bool, numDevices+len(st.Disks))
 			cfg.Kernel = nil
 			mem, err := newMem(cfg)
 			if err != nil {
@@ -202,7 +222,7 @@ func readArchive(r io.Reader, progress func(done, total uint64), newMem func(Con
 				return nil, stats, fmt.Errorf("VM section: %w", err)
 			}
 		case formats.KindDevice:
-			if sec.ID < numDevices && haveDevice[sec.ID] {
+			if int(sec.ID) < len(haveDevice) && haveDevice[sec.ID] {
 				return nil, stats, fmt.Errorf("%w: device section %d repeated", errNotRestorable, sec.ID)
 			}
 			if err := st.decodeDevice(sec.ID, sec.Payload); err != nil {
@@ -231,7 +251,13 @@ func readArchive(r io.Reader, progress func(done, total uint64), newMem func(Con
 	}
 	for i, ok := range haveDevice {
 		if !ok {
-			return nil, stats, fmt.Errorf("%w: no state for device %s", errNotRestorable, deviceNames[i])
+			name := fmt.Sprint(i)
+			if i < numDevices {
+				name = deviceNames[i]
+			} else {
+				name = st.Disks[i-numDevices].Record.ID
+			}
+			return nil, stats, fmt.Errorf("%w: no state for device %s", errNotRestorable, name)
 		}
 	}
 	stats, err = loader.Finish()
@@ -247,6 +273,7 @@ func checkResources(r hostResourcesSection) error {
 	for _, res := range r.Resources {
 		switch {
 		case res.Kind == "serial-console" && res.FDs == 0:
+		case res.Kind == "disk" && res.FDs == 0:
 		default:
 			return fmt.Errorf("%w: host resource %q of kind %q with %d fds is not supported", errNotRestorable, res.Device, res.Kind, res.FDs)
 		}

@@ -139,6 +139,18 @@ func (v *VM) captureLocked() (*savedState, error) {
 			{Device: deviceNames[devSerial], Kind: "serial-console", FDs: 0},
 		}},
 	}
+	// Disks first: every write the guest completed reaches the image before
+	// the archive says it happened. The vCPUs are paused, so no request
+	// runs (virtio-blk requests run on the vCPU threads).
+	for _, vd := range v.dev.disks {
+		if err := vd.block.Flush(); err != nil {
+			return nil, fmt.Errorf("flush disk %s: %w", vd.cfg.ID, err)
+		}
+		rec := diskRecord{ID: vd.cfg.ID, Path: vd.cfg.Path, Format: vd.disk.Identity().Format, ReadOnly: vd.cfg.ReadOnly, Identity: vd.disk.Identity()}
+		st.Config.Disks = append(st.Config.Disks, rec)
+		st.Disks = append(st.Disks, diskSaved{Record: rec, Transport: vd.transport.State(), Block: vd.block.State()})
+		st.Resources.Resources = append(st.Resources.Resources, hostResource{Device: vd.cfg.ID, Kind: "disk", FDs: 0})
+	}
 	st.Serial = v.dev.serial.State()
 	st.I8042 = v.dev.i8042.State()
 	st.CMOS = v.dev.cmos.State()
@@ -231,6 +243,15 @@ func writeArchive(w io.Writer, st *savedState, mem *memdump.Memory, progress fun
 			return err
 		}
 		if err := aw.WriteSection(formats.KindDevice, uint32(id), b); err != nil {
+			return err
+		}
+	}
+	for i := range st.Disks {
+		b, err := st.encodeDisk(i)
+		if err != nil {
+			return err
+		}
+		if err := aw.WriteSection(formats.KindDevice, uint32(numDevices+i), b); err != nil {
 			return err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/chsnap/chsnap/devstate"
+	"github.com/chsnap/chsnap/formats/disk"
 	"github.com/chsnap/chsnap/kvmstate"
 )
 
@@ -22,6 +23,52 @@ type configSection struct {
 	// Kernel names the image the VM was booted from; informational only
 	// (the kernel is in guest memory).
 	Kernel string `json:"kernel"`
+	// Disks are the virtio-blk disks, in device order (format 1.1).
+	Disks []diskRecord `json:"disks,omitempty"`
+}
+
+// diskRecord is a disk as the config section records it: where it was and
+// which image it was, so a restore can tell it is given the same one.
+type diskRecord struct {
+	ID       string        `json:"id"`
+	Path     string        `json:"path"`
+	Format   string        `json:"format"`
+	ReadOnly bool          `json:"readonly"`
+	Identity disk.Identity `json:"identity"`
+}
+
+// diskSaved is one disk's saved state.
+type diskSaved struct {
+	Record    diskRecord
+	Transport devstate.VirtioMMIOState
+	Block     devstate.VirtioBlockState
+	// moved is set at restore when the user pointed the disk at another
+	// path (a copy): the device and inode then differ by design.
+	moved bool
+}
+
+// diskDeviceState is the state field of a disk's KindDevice section.
+type diskDeviceState struct {
+	Transport devstate.VirtioMMIOState  `json:"transport"`
+	Block     devstate.VirtioBlockState `json:"block"`
+}
+
+// check refuses a disk image that is not the one the archive was saved
+// with: another format, size or header (another image), or, unless the
+// user named a copy, another file.
+func (d *diskSaved) check(img disk.Disk) error {
+	want, got := d.Record.Identity, img.Identity()
+	switch {
+	case got.Format != want.Format:
+		return fmt.Errorf("disk %s: %s is %s, but the archive was saved with a %s image", d.Record.ID, d.Record.Path, got.Format, want.Format)
+	case got.Size != want.Size:
+		return fmt.Errorf("disk %s: %s has %d bytes, but the archive's disk had %d", d.Record.ID, d.Record.Path, got.Size, want.Size)
+	case got.HeaderDigest != want.HeaderDigest:
+		return fmt.Errorf("disk %s: %s is not the image the archive was saved with (its header differs)", d.Record.ID, d.Record.Path)
+	case !d.moved && (got.Dev != want.Dev || got.Inode != want.Inode):
+		return fmt.Errorf("disk %s: %s is another file than the one the archive was saved with (device/inode %d/%d, saved %d/%d); if it is a copy, name it with --disk %s=PATH", d.Record.ID, d.Record.Path, got.Dev, got.Inode, want.Dev, want.Inode, d.Record.ID)
+	}
+	return nil
 }
 
 // hostResource is a placeholder for something of the host's that the VM
@@ -66,6 +113,7 @@ type savedState struct {
 	I8042     devstate.I8042State
 	CMOS      devstate.CMOSState
 	Power     devstate.PowerState
+	Disks     []diskSaved
 }
 
 // deviceStates returns the device sections' payload states in id order.
@@ -82,10 +130,37 @@ func (s *savedState) encodeDevice(id int) ([]byte, error) {
 	return json.Marshal(deviceSection{ID: deviceNames[id], State: st})
 }
 
+// encodeDisk returns the KindDevice payload for disk i (device id
+// numDevices+i).
+func (s *savedState) encodeDisk(i int) ([]byte, error) {
+	d := &s.Disks[i]
+	st, err := json.Marshal(diskDeviceState{Transport: d.Transport, Block: d.Block})
+	if err != nil {
+		return nil, fmt.Errorf("encode disk %s state: %w", d.Record.ID, err)
+	}
+	return json.Marshal(deviceSection{ID: d.Record.ID, State: st})
+}
+
 // decodeDevice fills device id's state from a KindDevice payload.
 func (s *savedState) decodeDevice(id uint32, payload []byte) error {
 	if id >= numDevices {
-		return fmt.Errorf("device section %d: unknown device", id)
+		i := int(id) - numDevices
+		if i >= len(s.Disks) {
+			return fmt.Errorf("device section %d: unknown device", id)
+		}
+		var d deviceSection
+		if err := strictUnmarshal(payload, &d); err != nil {
+			return fmt.Errorf("device section %d: %w", id, err)
+		}
+		if d.ID != s.Disks[i].Record.ID {
+			return fmt.Errorf("device section %d: names %q, want disk %q", id, d.ID, s.Disks[i].Record.ID)
+		}
+		var ds diskDeviceState
+		if err := strictUnmarshal(d.State, &ds); err != nil {
+			return fmt.Errorf("disk %s: %w", d.ID, err)
+		}
+		s.Disks[i].Transport, s.Disks[i].Block = ds.Transport, ds.Block
+		return nil
 	}
 	var d deviceSection
 	if err := strictUnmarshal(payload, &d); err != nil {

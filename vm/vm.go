@@ -86,6 +86,10 @@ type VM struct {
 	// run since, so that saving it again yields the same archive; guarded
 	// by pauseMu.
 	restored *savedState
+	// kickPending says the devices' queues must be kicked when the guest
+	// first runs after a restore: a notification in flight at snapshot
+	// time is not in the state; guarded by pauseMu.
+	kickPending bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -204,6 +208,11 @@ func (v *VM) Run() (ExitReason, error) {
 	default:
 	}
 	close(v.start)
+	v.pauseMu.Lock()
+	if !v.paused {
+		v.kickLocked()
+	}
+	v.pauseMu.Unlock()
 	if v.cfg.SerialIn != nil {
 		go v.pumpSerialInput(v.cfg.SerialIn)
 	}
@@ -293,9 +302,24 @@ func (v *VM) Resume() error {
 		return nil
 	}
 	v.restored = nil // the guest runs again: its state moves on
+	v.kickLocked()
 	close(v.resume)
 	v.paused = false
 	return nil
+}
+
+// kickLocked kicks every queue of every virtio device once after a restore.
+// Preconditions: pauseMu held.
+func (v *VM) kickLocked() {
+	if !v.kickPending {
+		return
+	}
+	v.kickPending = false
+	for _, d := range v.dev.disks {
+		for q := range d.transport.NumQueues() {
+			d.transport.Notify(q)
+		}
+	}
 }
 
 // Paused reports whether the vCPUs are paused.

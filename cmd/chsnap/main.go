@@ -48,6 +48,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			return usageError{err}
 		},
 		HideHelpCommand: false,
+		// --disk values hold commas (id=…,path=…): one flag, one value.
+		DisableSliceFlagSeparator: true,
 	}
 }
 

@@ -29,6 +29,7 @@ func restoreCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "paused", Usage: "keep the VM paused after restoring it (resume it with `chsnap resume`)"},
 			serialFlag(),
+			diskOverrideFlag(),
 			kvmDeviceFlag(),
 		}, apiSocketFlags()...),
 		Action:       restoreAction,
@@ -48,6 +49,10 @@ func restoreAction(c *cli.Context) error {
 	sock, err := apiSocketPath(c)
 	if err != nil {
 		return err
+	}
+	disks, err := parseDiskOverrides(c.StringSlice("disk"))
+	if err != nil {
+		return usagef("%w", err)
 	}
 	if name == "" {
 		return serveEmpty(c, serial, sock)
@@ -87,6 +92,7 @@ func restoreAction(c *cli.Context) error {
 		SerialOut: sink.out,
 		SerialIn:  sink.in,
 		Paused:    c.Bool("paused"),
+		DiskPaths: disks,
 	})
 	if err != nil {
 		prog.Finish("")
@@ -98,6 +104,7 @@ func restoreAction(c *cli.Context) error {
 		CPUs:    api.CPUsConfig{BootVCPUs: cfg.CPUs, MaxVCPUs: cfg.CPUs},
 		Memory:  api.MemoryConfig{Size: cfg.Memory},
 		Payload: api.PayloadConfig{Kernel: cfg.KernelPath, Cmdline: cfg.Cmdline},
+		Disks:   diskInfo(cfg.Disks),
 	}
 	return serveAndRun(c, newController(m, info), sock)
 }

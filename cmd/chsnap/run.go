@@ -40,6 +40,7 @@ func runCommand() *cli.Command {
 			cpusFlag(),
 			&cli.StringFlag{Name: "memory", Usage: "guest RAM, e.g. 512M or 2G (binary units; a bare number is MiB)", Value: vm.FormatSize(vm.DefaultMemory)},
 			serialFlag(),
+			diskFlag(),
 			kvmDeviceFlag(),
 		}, apiSocketFlags()...),
 		Action:       runAction,
@@ -74,6 +75,13 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	for _, s := range c.StringSlice("disk") {
+		d, err := parseDisk(s)
+		if err != nil {
+			return usagef("%w", err)
+		}
+		cfg.Disks = append(cfg.Disks, d)
+	}
 
 	// Read and check every input file before touching /dev/kvm.
 	kernelPath := c.String("kernel")
@@ -97,6 +105,9 @@ func runAction(c *cli.Context) error {
 	if err := cfg.Validate(); err != nil {
 		return usagef("%w", err)
 	}
+	if err := checkDisks(cfg.Disks); err != nil {
+		return err
+	}
 	if isPVMHost() && !bytes.Contains(cfg.Kernel, guestMarker) {
 		fmt.Fprintln(c.App.ErrWriter, "chsnap: note: this host's KVM is kvm_pvm, which emulates guest ring-0 code (~1M instructions/s): a stock kernel only gets through its early boot here")
 	}
@@ -117,6 +128,7 @@ func runAction(c *cli.Context) error {
 		CPUs:    api.CPUsConfig{BootVCPUs: cfg.CPUs, MaxVCPUs: cfg.CPUs},
 		Memory:  api.MemoryConfig{Size: cfg.Memory},
 		Payload: api.PayloadConfig{Kernel: c.String("kernel"), Cmdline: cfg.Cmdline, Initramfs: c.String("initrd")},
+		Disks:   diskInfo(cfg.Disks),
 	}
 	if err := serveAndRun(c, newController(m, info), sock); err != nil {
 		return err

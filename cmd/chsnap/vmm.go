@@ -157,6 +157,7 @@ func (c *controller) Restore(path string, cfg api.RestoreConfig) error {
 		CPUs:    api.CPUsConfig{BootVCPUs: cfgv.CPUs, MaxVCPUs: cfgv.CPUs},
 		Memory:  api.MemoryConfig{Size: cfgv.Memory},
 		Payload: api.PayloadConfig{Kernel: cfgv.KernelPath, Cmdline: cfgv.Cmdline},
+		Disks:   diskInfo(cfgv.Disks),
 	}
 	c.started <- m
 	return nil

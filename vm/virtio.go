@@ -1,0 +1,128 @@
+package vm
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/chsnap/chsnap/devstate"
+	"github.com/chsnap/chsnap/formats/disk"
+	"github.com/chsnap/chsnap/vm/acpi"
+)
+
+// Where virtio-mmio devices live: device i has the 4 KiB window at
+// virtioMMIOBase + i*VirtioMMIOSize, in the 32-bit MMIO hole, and GSI
+// virtioFirstGSI + i, an IOAPIC pin of its own (pins 0-4 are the legacy
+// devices'; the IOAPIC has 24).
+const (
+	virtioMMIOBase   = 0xD000_0000
+	virtioFirstGSI   = 5
+	maxVirtioDevices = 24 - virtioFirstGSI
+)
+
+// DiskConfig is one virtio-blk disk.
+type DiskConfig struct {
+	// ID names the disk in the archive, in errors and to the guest
+	// (virtio-blk GET_ID): 1 to 20 of [A-Za-z0-9_-].
+	ID string
+	// Path is the image file.
+	Path string
+	// Format is "raw", "qcow2", or "" to detect it.
+	Format string
+	// ReadOnly refuses the guest's writes.
+	ReadOnly bool
+}
+
+var diskIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,20}$`)
+
+// validateDisks checks the disks' ids, paths and formats.
+func validateDisks(disks []DiskConfig) error {
+	if len(disks) > maxVirtioDevices {
+		return fmt.Errorf("%w: %d disks, at most %d", ErrConfig, len(disks), maxVirtioDevices)
+	}
+	seen := map[string]bool{}
+	for _, d := range disks {
+		if !diskIDPattern.MatchString(d.ID) {
+			return fmt.Errorf("%w: disk id %q: use 1 to 20 letters, digits, - or _", ErrConfig, d.ID)
+		}
+		if seen[d.ID] {
+			return fmt.Errorf("%w: disk id %q given twice", ErrConfig, d.ID)
+		}
+		seen[d.ID] = true
+		if d.Path == "" {
+			return fmt.Errorf("%w: disk %s: no path", ErrConfig, d.ID)
+		}
+		switch d.Format {
+		case "", disk.FormatRaw, disk.FormatQcow2:
+		default:
+			return fmt.Errorf("%w: disk %s: format %q is not raw or qcow2", ErrConfig, d.ID, d.Format)
+		}
+	}
+	return nil
+}
+
+// virtioSlot is where device i sits.
+func virtioSlot(i int) (base uint64, gsi uint32) {
+	return virtioMMIOBase + uint64(i)*devstate.VirtioMMIOSize, virtioFirstGSI + uint32(i)
+}
+
+// virtioACPI returns the DSDT entries for n virtio-mmio devices.
+func virtioACPI(n int) ([]acpi.Term, error) {
+	var terms []acpi.Term
+	for i := range n {
+		base, gsi := virtioSlot(i)
+		d, err := acpi.VirtioMMIO(i, base, devstate.VirtioMMIOSize, gsi)
+		if err != nil {
+			return nil, err
+		}
+		terms = append(terms, d)
+	}
+	return terms, nil
+}
+
+// virtioCmdline appends the virtio_mmio.device= words for n devices, for
+// guests that discover devices from the command line (ours; Linux with
+// CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES) rather than from the DSDT.
+func virtioCmdline(cmdline string, n int) string {
+	words := []string{}
+	if cmdline != "" {
+		words = append(words, cmdline)
+	}
+	for i := range n {
+		words = append(words, devstate.VirtioMMIOCmdline(virtioSlot(i)))
+	}
+	return strings.Join(words, " ")
+}
+
+// virtioDisk is one virtio-blk disk and its transport.
+type virtioDisk struct {
+	cfg       DiskConfig
+	disk      disk.Disk // owned: closed by devices.close
+	block     *devstate.VirtioBlock
+	transport *devstate.VirtioMMIO
+}
+
+// mmioRange is an MMIO window served by one device.
+type mmioRange struct {
+	base, size uint64
+	dev        devstate.MMIO
+}
+
+// mmioBus routes MMIO exits; built before any vCPU runs, read-only after.
+type mmioBus struct {
+	ranges []mmioRange // sorted by base, non-overlapping
+}
+
+func (b *mmioBus) add(base, size uint64, dev devstate.MMIO) {
+	b.ranges = append(b.ranges, mmioRange{base, size, dev})
+	sort.Slice(b.ranges, func(i, j int) bool { return b.ranges[i].base < b.ranges[j].base })
+}
+
+func (b *mmioBus) find(addr uint64) (devstate.MMIO, bool) {
+	i := sort.Search(len(b.ranges), func(i int) bool { return b.ranges[i].base+b.ranges[i].size > addr })
+	if i < len(b.ranges) && b.ranges[i].base <= addr {
+		return b.ranges[i].dev, true
+	}
+	return nil, false
+}
