@@ -28,6 +28,19 @@ go test -c -tags e2e -o "$stage/e2e.test" ./e2e
 go test -c -o "$stage/kvmstate.test" ./kvmstate
 cp testdata/guest/build/guest.bzImage "$stage/chsnap-guest.bzImage"
 if [ -d testdata/golden ]; then cp -r testdata/golden "$stage/golden"; fi
+# qemu-img, for the disk tests' oracle: the binary, the libraries ldd names
+# and the loader, run through a wrapper on the nested PATH.
+if qimg=$(command -v qemu-img); then
+  mkdir -p "$stage/qemu-img-lib" "$stage/bin"
+  cp "$qimg" "$stage/qemu-img-lib/"
+  ldd "$qimg" | awk '/=>/ && $3 ~ /^\// { print $3 } $1 ~ /^\/.*ld-linux/ { print $1 }' |
+    while read -r lib; do cp -L "$lib" "$stage/qemu-img-lib/"; done
+  cat >"$stage/bin/qemu-img" <<'EOW'
+#!/bin/sh
+exec /work/qemu-img-lib/ld-linux-x86-64.so.2 --library-path /work/qemu-img-lib /work/qemu-img-lib/qemu-img "$@"
+EOW
+  chmod 755 "$stage/bin/qemu-img"
+fi
 mkdir "$stage/kernel"
 cp "$kdir/vmlinux" "$kdir/vmlinuz" "$kdir/manifest.txt" "$stage/kernel/"
 {
@@ -36,6 +49,7 @@ cp "$kdir/vmlinux" "$kdir/vmlinuz" "$kdir/manifest.txt" "$stage/kernel/"
   printf 'export CHSNAP_GOLDEN_EMIT=%q\n' "${CHSNAP_GOLDEN_EMIT:-0}"
 } >"$stage/run.sh"
 cat >>"$stage/run.sh" <<'EOS'
+export PATH=/work/bin:$PATH
 export CHSNAP_E2E_BIN=/work/chsnap CHSNAP_GUEST=/work/chsnap-guest.bzImage CHSNAP_KERNEL_DIR=/work/kernel CHSNAP_GOLDEN_DIR=/work/golden
 rc=0
 echo "=== nested: kvmstate tests"
