@@ -71,7 +71,7 @@ static void run(char *line)
 		return;
 	const char *cmd = argv[0];
 	if (strcmp(cmd, "help") == 0 && argc == 1) {
-		reply("help: cpus echo TEXT ticks mem fill MIB SEED verify blk blkwrite blkverify blkread blkflush poweroff reboot help");
+		reply("help: cpus echo TEXT ticks mem fill MIB SEED verify blk blkwrite blkverify blkread blkflush blkbench poweroff reboot help");
 	} else if (strcmp(cmd, "cpus") == 0 && argc == 1) {
 		fmt(out, sizeof(out), "cpus %u", (u64)cpus_online);
 		reply(out);
@@ -98,6 +98,7 @@ static void run(char *line)
 		reply(out);
 	} else if (blk_command(argc, argv)) {
 		/* blk, blkwrite, blkverify, blkread, blkflush: blkcmd.c replied */
+	} else if (blkbench_command(argc, argv)) {	/* blkbench.c replied */
 	} else if (strcmp(cmd, "poweroff") == 0 && argc == 1) {
 		poweroff();
 	} else if (strcmp(cmd, "reboot") == 0 && argc == 1) {

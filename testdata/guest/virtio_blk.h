@@ -52,5 +52,7 @@ const char *blk_strerror(int err);
 
 /* blk_command runs a blk* shell command (blkcmd.c) and prints its reply; 0 if argv[0] is not one. */
 int blk_command(int argc, char **argv);
+/* blkbench_command runs `blkbench` (blkbench.c) and prints its reply; 0 if argv[0] is not it. */
+int blkbench_command(int argc, char **argv);
 
 #endif
