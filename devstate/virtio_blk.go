@@ -178,14 +178,14 @@ var ErrVirtioBlock = errors.New("devstate: virtio-blk")
 // A disk whose size is not a multiple of 512 shows only its whole sectors.
 func NewVirtioBlock(deps VirtioBlockDeps) (*VirtioBlock, error) {
 	if deps.Disk == nil {
-		return nil, fmt.Errorf("%w %s: no disk", ErrVirtioBlock, deps.ID)
+		return nil, fmt.Errorf("%w %q: no disk", ErrVirtioBlock, deps.ID)
 	}
 	if len(deps.ID) > blkIDBytes {
-		return nil, fmt.Errorf("%w %s: id is %d bytes, at most %d", ErrVirtioBlock, deps.ID, len(deps.ID), blkIDBytes)
+		return nil, fmt.Errorf("%w %q: id is %d bytes, at most %d", ErrVirtioBlock, deps.ID, len(deps.ID), blkIDBytes)
 	}
 	size := deps.Disk.Size()
 	if size > math.MaxInt64 {
-		return nil, fmt.Errorf("%w %s: disk size %d above %d", ErrVirtioBlock, deps.ID, size, int64(math.MaxInt64))
+		return nil, fmt.Errorf("%w %q: disk size %d above %d", ErrVirtioBlock, deps.ID, size, int64(math.MaxInt64))
 	}
 	b := &VirtioBlock{
 		disk:     deps.Disk,
@@ -309,8 +309,9 @@ func (b *VirtioBlock) WriteConfig(off uint32, data []byte) {
 
 // Activate implements VirtioDevice.
 func (b *VirtioBlock) Activate(ctx VirtioContext) error {
-	if len(ctx.Queues) != 1 || ctx.Transport == nil || ctx.Mem == nil {
-		return fmt.Errorf("virtio-blk %s: activate with %d queues, want 1", b.idString(), len(ctx.Queues))
+	if len(ctx.Queues) != 1 || ctx.Queues[0] == nil || ctx.Transport == nil {
+		return fmt.Errorf("virtio-blk %s: activate with %d queues and transport %v, want 1 queue and a transport",
+			b.idString(), len(ctx.Queues), ctx.Transport != nil)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
