@@ -56,8 +56,8 @@ const (
 	blkIDBytes    = 20 // VIRTIO_BLK_ID_BYTES
 
 	// blkSegMax (seg_max) and blkSizeMax (size_max) tell Linux to build
-	// requests of at most 126 segments of 128 KiB: header and status
-	// descriptors included that is half the queue, and at most
+	// requests of at most 126 segments of at most 128 KiB each: with the
+	// header and status, 128 descriptors (half the queue) and less than
 	// blkMaxRequest bytes of data.
 	blkSegMax  = 126
 	blkSizeMax = 128 << 10
