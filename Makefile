@@ -10,7 +10,7 @@ BIN      := bin
 GUEST    := testdata/guest/build/guest.bzImage
 E2E_TIME ?= 20m
 
-.PHONY: all build guest deps demo test unit e2e e2e-nested fuzz vet bench-boot kernel clean
+.PHONY: all build guest deps demo test unit e2e e2e-nested fuzz vet bench-boot bench-block kernel clean
 
 all: build
 
@@ -55,6 +55,9 @@ test: vet unit fuzz e2e e2e-nested
 
 bench-boot: build
 	./bench/boot.sh
+
+bench-block: build
+	./bench/block.sh
 
 bench-snapshot: build
 	./bench/snapshot.sh
