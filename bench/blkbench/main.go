@@ -38,6 +38,7 @@ type config struct {
 	dir                                 string
 	formats                             []string
 	vmms                                []string
+	qemuExtra                           []string
 }
 
 // modes are the guest's blkbench passes, in the order they run.
@@ -61,9 +62,11 @@ func main() {
 	flag.StringVar(&c.dir, "dir", "", "directory for the images (default: a new one under $TMPDIR)")
 	formats := flag.String("formats", "raw,qcow2", "comma-separated image formats")
 	vmms := flag.String("vmms", "chsnap,qemu", "comma-separated VMMs to run")
+	qemuExtra := flag.String("qemu-args", "", "extra QEMU arguments, space-separated (e.g. \"-global virtio-mmio.ioeventfd=off\")")
 	flag.Parse()
 	c.formats = splitList(*formats)
 	c.vmms = splitList(*vmms)
+	c.qemuExtra = strings.Fields(*qemuExtra)
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "blkbench:", err)
 		os.Exit(1)
@@ -182,6 +185,7 @@ func onePass(c config, format, vmm string, rep int) (map[string]float64, error) 
 			"-global", "virtio-mmio.force-legacy=false",
 			"-drive", "id=d0,file="+img+",format="+format+",if=none",
 			"-device", "virtio-blk-device,drive=d0,bus=virtio-mmio-bus.0")
+		cmd.Args = append(cmd.Args, c.qemuExtra...)
 	}
 	p, err := startVM(vmm, cmd)
 	if err != nil {

@@ -17,6 +17,9 @@ func median(xs []float64) float64 {
 // random passes) of each VMM and the ratio chsnap/QEMU.
 func printTable(w io.Writer, c config, secs map[key][]float64) {
 	fmt.Fprintf(w, "guest block I/O through virtio-blk, %s image, one request in flight, median of %d\n", c.size, c.runs)
+	if len(c.qemuExtra) > 0 {
+		fmt.Fprintf(w, "QEMU with %s\n", strings.Join(c.qemuExtra, " "))
+	}
 	fmt.Fprintf(w, "%-6s %-9s %8s %6s %22s %22s %7s\n", "format", "mode", "request", "MiB", "chsnap", "QEMU", "ratio")
 	for _, format := range c.formats {
 		for _, mode := range modes {
