@@ -44,8 +44,9 @@ type config struct {
 // modes are the guest's blkbench passes, in the order they run.
 var modes = []string{"seqwrite", "seqread", "randwrite", "randread"}
 
-// reqBytes is the request size the guest reported for each mode.
-var reqBytes = map[string]string{}
+// reqBytes is the request size the guest reported for each mode under each
+// VMM (they differ only if a device's size_max is below 64 KiB).
+var reqBytes = map[string]map[string]bool{}
 
 func main() {
 	var c config
@@ -217,7 +218,10 @@ func onePass(c config, format, vmm string, rep int) (map[string]float64, error) 
 			return nil, fmt.Errorf("%q: reply %q", cmdline, l.text)
 		}
 		got[mode] = l.at.Sub(sent).Seconds()
-		reqBytes[mode] = m[4]
+		if reqBytes[mode] == nil {
+			reqBytes[mode] = map[string]bool{}
+		}
+		reqBytes[mode][m[4]] = true
 	}
 	return got, nil
 }

@@ -23,7 +23,12 @@ func printTable(w io.Writer, c config, secs map[key][]float64) {
 	fmt.Fprintf(w, "%-6s %-9s %8s %6s %22s %22s %7s\n", "format", "mode", "request", "MiB", "chsnap", "QEMU", "ratio")
 	for _, format := range c.formats {
 		for _, mode := range modes {
-			req := reqBytes[mode]
+			var sizes []string
+			for b := range reqBytes[mode] {
+				sizes = append(sizes, humanBytes(b))
+			}
+			slices.Sort(sizes)
+			req := strings.Join(sizes, "/")
 			cells := map[string]string{}
 			rate := map[string]float64{}
 			for _, vmm := range c.vmms {
@@ -44,7 +49,7 @@ func printTable(w io.Writer, c config, secs map[key][]float64) {
 			if rate["chsnap"] > 0 && rate["qemu"] > 0 {
 				ratio = fmt.Sprintf("%.2fx", rate["chsnap"]/rate["qemu"])
 			}
-			fmt.Fprintf(w, "%-6s %-9s %8s %6d %22s %22s %7s\n", format, mode, humanBytes(req), c.mib(mode),
+			fmt.Fprintf(w, "%-6s %-9s %8s %6d %22s %22s %7s\n", format, mode, req, c.mib(mode),
 				cells["chsnap"], cells["qemu"], ratio)
 		}
 	}
