@@ -211,6 +211,7 @@ func benchChsnap(c config) (vmResult, error) {
 		return r, err
 	}
 	r.size = fi.Size()
+	logf("chsnap: archive %d bytes", r.size)
 	p.kill()
 	os.Remove(sock)
 	for i := range c.runs {
@@ -279,6 +280,7 @@ func benchQEMU(c config) (vmResult, error) {
 		return r, err
 	}
 	r.size = fi.Size()
+	logf("qemu: migration file %d bytes", r.size)
 	q.close()
 	p.kill()
 	os.Remove(qsock)
