@@ -91,6 +91,9 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
+# Let memfd-backed guest RAM (chsnap's) use transparent huge pages when it
+# asks with MADV_HUGEPAGE, as anonymous memory (QEMU's) already may.
+echo advise >/sys/kernel/mm/transparent_hugepage/shmem_enabled 2>/dev/null || true
 echo "NESTED-INIT uptime=$(cut -d' ' -f1 /proc/uptime)"
 for m in irqbypass kvm kvm-amd; do
 	insmod /lib/kvm/$m.ko || echo "NESTED-ERROR insmod $m failed"
