@@ -134,7 +134,7 @@ func TestBind(t *testing.T) {
 			}},
 		{name: "missing", want: two, wantErr: ErrBinding,
 			wantMsgs: []string{"net1: no fd given; the snapshot needs 1"},
-			setup: func(t *testing.T, s *Set) []int { fd := vnetTap(t, "b3"); inherit(t, s, "net0", fd); return []int{fd} }},
+			setup:    func(t *testing.T, s *Set) []int { fd := vnetTap(t, "b3"); inherit(t, s, "net0", fd); return []int{fd} }},
 		{name: "none-offered", want: net0, wantErr: ErrBinding,
 			wantMsgs: []string{"net0: no fd given; the snapshot needs 1 (pass --net-fd net0=FD"},
 			setup:    func(t *testing.T, s *Set) []int { return nil }},

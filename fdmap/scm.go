@@ -16,7 +16,7 @@ import (
 // include/net/scm.h); ReceiveFDs refuses a larger max.
 const MaxSCMFDs = 253
 
-// ReceiveFDs reads one message from conn into buf, with room for max
+// ReceiveFDs reads one message from conn into buf, with room for maxFDs
 // descriptors of control data, and returns the number of data bytes and the
 // descriptors that came with SCM_RIGHTS, in the order they were sent, each
 // close-on-exec. The caller owns the returned files.
@@ -24,7 +24,7 @@ const MaxSCMFDs = 253
 // Every descriptor the kernel installed is either returned or closed: when
 // the control data was cut short (MSG_CTRUNC: the sender sent more
 // descriptors than there was room for, and the kernel discarded the rest),
-// when more than max arrived, or when the read failed, ReceiveFDs closes all
+// when more than maxFDs arrived, or when the read failed, ReceiveFDs closes all
 // of them and returns an error wrapping ErrBadFD. Control messages other
 // than SCM_RIGHTS are ignored.
 //
@@ -33,19 +33,22 @@ const MaxSCMFDs = 253
 // that carries descriptors always has at least one data byte (Linux drops
 // descriptors sent with none). On a message socket, a message longer than
 // buf (MSG_TRUNC) is an error too, and its descriptors are closed.
-func ReceiveFDs(conn *net.UnixConn, buf []byte, max int) (n int, files []*os.File, err error) {
-	if max < 0 || max > MaxSCMFDs {
-		return 0, nil, fmt.Errorf("fdmap: receive fds: max %d is not between 0 and %d", max, MaxSCMFDs)
+func ReceiveFDs(conn *net.UnixConn, buf []byte, maxFDs int) (n int, files []*os.File, err error) {
+	if maxFDs < 0 || maxFDs > MaxSCMFDs {
+		return 0, nil, fmt.Errorf("fdmap: receive fds: maxFDs %d is not between 0 and %d", maxFDs, MaxSCMFDs)
 	}
-	// Room for at least one descriptor even when max is 0, so that a
+	// Room for at least one descriptor even when maxFDs is 0, so that a
 	// message carrying unwanted descriptors reports them (and they get
 	// closed) rather than only setting MSG_CTRUNC.
-	room := max
+	room := maxFDs
 	if room == 0 {
 		room = 1
 	}
 	oob := make([]byte, unix.CmsgSpace(room*4))
 	n, oobn, flags, _, rerr := conn.ReadMsgUnix(buf, oob)
+	// A failed recvmsg can report -1 bytes; io.Reader callers (bufio)
+	// panic on a negative count.
+	n, oobn = max(n, 0), max(oobn, 0)
 	fds, perr := parseRights(oob[:oobn])
 	// Own the descriptors first, so that every return below either hands
 	// them out or closes them.
@@ -64,13 +67,13 @@ func ReceiveFDs(conn *net.UnixConn, buf []byte, max int) (n int, files []*os.Fil
 	case errors.Is(rerr, io.EOF) && len(files) == 0:
 		return 0, nil, io.EOF
 	case rerr != nil:
-		return fail(fmt.Errorf("fdmap: receive fds: %w", rerr))
+		return fail(&readError{rerr})
 	case perr != nil:
 		return fail(fmt.Errorf("%w: receive fds: bad control message: %w", ErrBadFD, perr))
 	case flags&unix.MSG_CTRUNC != 0:
-		return fail(fmt.Errorf("%w: receive fds: control data truncated (MSG_CTRUNC): more than %d fds were sent; all %d received were closed", ErrBadFD, max, len(files)))
-	case len(files) > max:
-		return fail(fmt.Errorf("%w: receive fds: %d fds arrived, at most %d allowed; all were closed", ErrBadFD, len(files), max))
+		return fail(fmt.Errorf("%w: receive fds: control data truncated (MSG_CTRUNC): more than %d fds were sent; all %d received were closed", ErrBadFD, maxFDs, len(files)))
+	case len(files) > maxFDs:
+		return fail(fmt.Errorf("%w: receive fds: %d fds arrived, at most %d allowed; all were closed", ErrBadFD, len(files), maxFDs))
 	case flags&unix.MSG_TRUNC != 0:
 		return fail(fmt.Errorf("fdmap: receive fds: message longer than the %d-byte buffer (MSG_TRUNC); its %d fds were closed", len(buf), len(files)))
 	}
@@ -144,3 +147,10 @@ func isStream(conn *net.UnixConn) bool {
 	_ = rc.Control(func(fd uintptr) { typ, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE) })
 	return typ == unix.SOCK_STREAM
 }
+
+// readError is a failed read in ReceiveFDs; it keeps the cause for callers
+// that must see it unwrapped (see receiveFDs).
+type readError struct{ err error }
+
+func (e *readError) Error() string { return "fdmap: receive fds: " + e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
