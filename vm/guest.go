@@ -25,8 +25,6 @@ type bootEntry = *boot.Entry
 // loadGuest writes the ACPI tables, the kernel, initrd, command line and boot
 // structures into guest RAM.
 func loadGuest(mem *memdump.Memory, cfg Config) (bootEntry, error) {
-	// Before any vCPU fd exists (loadGuest precedes vCPU creation in New).
-	_ = growFDTable(cfg.CPUs)
 	virtio, err := virtioACPI(len(cfg.Disks))
 	if err != nil {
 		return nil, fmt.Errorf("virtio ACPI entries: %w", err)
@@ -60,8 +58,7 @@ func loadGuest(mem *memdump.Memory, cfg Config) (bootEntry, error) {
 // then MSRs, registers, FPU, special registers, and the LAPIC. Only vCPU 0
 // gets the entry state; the others wait in KVM for INIT/SIPI.
 func (v *VM) configureVCPU(id int, cpu *kvmstate.VCPU) error {
-	topo := v.cfg.topology()
-	if err := cpu.SetCPUID2(vcpuCPUID(shapeCPUID(v.cpuid, topo, hostCacheLeaves()), topo, id)); err != nil {
+	if err := cpu.SetCPUID2(vcpuCPUID(v.shaped, v.cfg.topology(), id)); err != nil {
 		return err
 	}
 	var msrs []kvmstate.MSREntry

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 
 	"github.com/chsnap/chsnap/formats"
 	"github.com/chsnap/chsnap/kvmstate"
@@ -27,6 +28,12 @@ type RestoreOptions struct {
 	// archive names, e.g. copies; each must still be the same image
 	// (format, size, header).
 	DiskPaths map[string]string
+	// AllowCPUMismatch restores even when this host does not support every
+	// CPU feature the guest saw (the guest may then fault on them).
+	AllowCPUMismatch bool
+	// Warn receives one-line warnings (CPU differences allowed, a TSC that
+	// cannot be scaled); nil writes them to standard error.
+	Warn func(string)
 }
 
 // Restore rebuilds a VM from an archive read from r, ready to Run. Every
@@ -51,14 +58,34 @@ func Restore(r io.Reader, opt RestoreOptions) (_ *VM, err error) {
 	if err != nil {
 		return nil, err
 	}
+	warn := opt.Warn
+	if warn == nil {
+		warn = func(s string) { v.logf("warning: %s", s) }
+	}
+	if err := v.checkCPUs(st, opt.AllowCPUMismatch, warn); err != nil {
+		return nil, err
+	}
 	if v.dev, err = newDevices(v, st); err != nil {
 		return nil, err
 	}
 	v.kickPending = true
 	// vCPUs first, then the VM-wide state (Firecracker's order): the
 	// irqchip and PIT come back onto vCPUs whose LAPICs are already set.
+	canScale := false
+	if n, err := v.sys.CheckExtension(kvmstate.CapTSCControl); err == nil && n > 0 {
+		canScale = true
+	}
+	var tscWarn sync.Once
 	err = v.createVCPUs(func(id int, cpu *kvmstate.VCPU) error {
-		if err := cpu.RestoreState(&st.VCPUs[id]); err != nil {
+		state := st.VCPUs[id]
+		// A fresh vCPU reports this host's TSC rate.
+		if host, err := cpu.TSCKHz(); err == nil {
+			if _, w := TSCScaling(state.TSCKHz, host, canScale); w != "" {
+				tscWarn.Do(func() { warn(w) })
+				state.TSCKHz = 0 // keep the host's rate rather than fail
+			}
+		}
+		if err := cpu.RestoreState(&state); err != nil {
 			return fmt.Errorf("restore vCPU %d: %w", id, err)
 		}
 		return nil
@@ -169,6 +196,9 @@ func readArchive(r io.Reader, progress func(done, total uint64), diskPaths map[s
 				Kernel: []byte{0}, KernelPath: st.Config.Kernel, Cmdline: st.Config.Cmdline,
 				CPUs: st.Config.CPUs, Memory: st.Config.Memory,
 			}
+			if st.Config.Topology != nil {
+				cfg.Topology = *st.Config.Topology
+			}
 			for _, d := range st.Config.Disks {
 				sd := diskSaved{Record: d}
 				if p, ok := diskPaths[d.ID]; ok {
@@ -266,6 +296,35 @@ func readArchive(r io.Reader, progress func(done, total uint64), diskPaths map[s
 		return nil, stats, fmt.Errorf("guest memory: %w", err)
 	}
 	return st, stats, nil
+}
+
+// checkCPUs compares every vCPU's saved CPUID with what this host supports
+// and refuses the restore on a difference unless allow.
+func (v *VM) checkCPUs(st *savedState, allow bool, warn func(string)) error {
+	seen := map[string]bool{}
+	var errs []error
+	for i := range st.VCPUs {
+		warnings, err := CheckCPUCompat(st.VCPUs[i].CPUID, 0, v.cpuid, 0)
+		for _, w := range warnings {
+			if !seen[w] {
+				seen[w] = true
+				warn(w)
+			}
+		}
+		if err != nil {
+			if !allow {
+				return fmt.Errorf("vCPU %d: %w (restore anyway with --allow-cpu-mismatch)", i, err)
+			}
+			if !seen[err.Error()] {
+				seen[err.Error()] = true
+				errs = append(errs, err)
+			}
+		}
+	}
+	for _, err := range errs {
+		warn(fmt.Sprintf("restoring despite: %v", err))
+	}
+	return nil
 }
 
 // checkResources refuses host resources this chsnap cannot supply again.

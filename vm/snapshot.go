@@ -81,6 +81,16 @@ func (v *VM) SnapshotToFile(path string, opt SnapshotOptions) error {
 	return WriteFileAtomic(path, func(w io.Writer) error { return v.Snapshot(w, opt) })
 }
 
+// topologyRecord is the topology the config section records: nil for the
+// default, so archives of default VMs stay as they were.
+func topologyRecord(cfg Config) *Topology {
+	if cfg.Topology.IsZero() || cfg.Topology == DefaultTopology(cfg.CPUs) {
+		return nil
+	}
+	t := cfg.Topology
+	return &t
+}
+
 // WriteFileAtomic creates path with the bytes write produces, atomically:
 // the data goes to a temporary file in path's directory, is synced, and is
 // renamed over path only if write and the sync succeed.
@@ -134,7 +144,7 @@ func (v *VM) captureLocked() (*savedState, error) {
 		return v.restored, nil
 	}
 	st := &savedState{
-		Config: configSection{CPUs: v.cfg.CPUs, Memory: v.cfg.Memory, Cmdline: v.cfg.Cmdline, Kernel: v.cfg.KernelPath},
+		Config: configSection{CPUs: v.cfg.CPUs, Memory: v.cfg.Memory, Cmdline: v.cfg.Cmdline, Kernel: v.cfg.KernelPath, Topology: topologyRecord(v.cfg)},
 		Resources: hostResourcesSection{Resources: []hostResource{
 			{Device: deviceNames[devSerial], Kind: "serial-console", FDs: 0},
 		}},

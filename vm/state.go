@@ -25,6 +25,9 @@ type configSection struct {
 	Kernel string `json:"kernel"`
 	// Disks are the virtio-blk disks, in device order (format 1.1).
 	Disks []diskRecord `json:"disks,omitempty"`
+	// Topology is the vCPU topology (format 1.1); absent means the default,
+	// one package of cpus cores.
+	Topology *Topology `json:"topology,omitempty"`
 }
 
 // diskRecord is a disk as the config section records it: where it was and

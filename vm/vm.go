@@ -65,8 +65,9 @@ type VM struct {
 	mem *memdump.Memory
 	dev *devices
 
-	cpuid []kvmstate.CPUIDEntry // KVM_GET_SUPPORTED_CPUID, read once per VM
-	entry bootEntry
+	cpuid  []kvmstate.CPUIDEntry // KVM_GET_SUPPORTED_CPUID, read once per VM
+	shaped []kvmstate.CPUIDEntry // cpuid shaped for the topology, once per VM; per-vCPU patches only add APIC ids
+	entry  bootEntry
 
 	cpus  []*vcpu
 	start chan struct{}
@@ -112,6 +113,7 @@ func New(cfg Config) (_ *VM, err error) {
 			v.abort()
 		}
 	}()
+	v.shaped = shapeCPUID(v.cpuid, cfg.topology(), hostCacheLeaves())
 	if v.entry, err = loadGuest(v.mem, cfg); err != nil {
 		return nil, err
 	}
@@ -184,6 +186,9 @@ func (v *VM) abort() {
 // with setup (boot configuration or restored state) in parallel with the
 // others, and then waits for Run.
 func (v *VM) createVCPUs(setup func(id int, cpu *kvmstate.VCPU) error) error {
+	// Grow the fd table once for every vCPU fd to come, rather than letting
+	// the kernel grow it (and copy it) repeatedly under concurrent creation.
+	_ = growFDTable(v.cfg.CPUs)
 	ready := make(chan error, v.cfg.CPUs)
 	for id := 0; id < v.cfg.CPUs; id++ {
 		c := &vcpu{id: id, vm: v, work: make(chan func()), exited: make(chan struct{})}

@@ -28,6 +28,7 @@ func restoreCommand() *cli.Command {
 			"        -d '{\"source_url\": \"file:///srv/vm.snap\", \"resume\": true}'",
 		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "paused", Usage: "keep the VM paused after restoring it (resume it with `chsnap resume`)"},
+			&cli.BoolFlag{Name: "allow-cpu-mismatch", Usage: "restore even if this host lacks CPU features the guest saw (listed as warnings); the guest may then fault"},
 			serialFlag(),
 			diskOverrideFlag(),
 			kvmDeviceFlag(),
@@ -88,11 +89,13 @@ func restoreAction(c *cli.Context) error {
 	}
 	defer sink.close()
 	m, err := vm.Restore(&countingReader{r: in, p: prog}, vm.RestoreOptions{
-		KVMDevice: c.String("kvm-device"),
-		SerialOut: sink.out,
-		SerialIn:  sink.in,
-		Paused:    c.Bool("paused"),
-		DiskPaths: disks,
+		KVMDevice:        c.String("kvm-device"),
+		SerialOut:        sink.out,
+		SerialIn:         sink.in,
+		Paused:           c.Bool("paused"),
+		DiskPaths:        disks,
+		AllowCPUMismatch: c.Bool("allow-cpu-mismatch"),
+		Warn:             warner(c),
 	})
 	if err != nil {
 		prog.Finish("")
@@ -117,8 +120,16 @@ func serveEmpty(c *cli.Context, serial serialSpec, sock string) error {
 	}
 	defer sink.close()
 	ctl := newController(nil, api.VMConfigInfo{})
-	ctl.restoreOpt = vm.RestoreOptions{KVMDevice: c.String("kvm-device"), SerialOut: sink.out, SerialIn: sink.in}
+	ctl.restoreOpt = vm.RestoreOptions{
+		KVMDevice: c.String("kvm-device"), SerialOut: sink.out, SerialIn: sink.in,
+		AllowCPUMismatch: c.Bool("allow-cpu-mismatch"), Warn: warner(c),
+	}
 	return serveAndRun(c, ctl, sock)
+}
+
+// warner prints one-line warnings on standard error.
+func warner(c *cli.Context) func(string) {
+	return func(s string) { fmt.Fprintf(c.App.ErrWriter, "chsnap: warning: %s\n", s) }
 }
 
 // countingReader reports bytes read to a progress line.
