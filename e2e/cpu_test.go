@@ -75,6 +75,7 @@ func TestCPUTopology(t *testing.T) {
 		{"4", 4, 1, 4, 1, 1},
 		{"8", 8, 1, 8, 1, 1},
 		{"boot=8,topology=2:2:1:2", 8, 2, 2, 1, 2},
+		{"boot=6,topology=1:3:1:2", 6, 1, 3, 1, 2},
 	} {
 		t.Run(tc.cpus, func(t *testing.T) {
 			p := startVM(t, "--cpus", tc.cpus, "--memory", "128M")
@@ -84,9 +85,16 @@ func TestCPUTopology(t *testing.T) {
 			reply := p.command(t, "topo", "topo ")
 			t.Logf("%s: %s", tc.cpus, reply)
 			f := replyFields(reply)
+			// Each field of the APIC id is as wide as its count needs, so
+			// counts that are not powers of two leave gaps (1:3:1:2 gives
+			// 0,1,2,4,5,6).
 			var ids []string
 			for i := range tc.n {
-				ids = append(ids, strconv.Itoa(i))
+				thread, core := i%tc.threads, (i/tc.threads)%tc.cores
+				die, pkg := (i/(tc.threads*tc.cores))%tc.dies, i/(tc.threads*tc.cores*tc.dies)
+				tw, cw, dw := bitsFor(tc.threads), bitsFor(tc.cores), bitsFor(tc.dies)
+				id := thread | core<<tw | die<<(tw+cw) | pkg<<(tw+cw+dw)
+				ids = append(ids, strconv.Itoa(id))
 			}
 			perPkg := tc.threads * tc.cores * tc.dies
 			want := map[string]string{

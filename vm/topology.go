@@ -57,15 +57,9 @@ func (t Topology) Validate() error {
 	if last := t.APICID(t.CPUs() - 1); last >= 0xFF || tw+cw+dw > 8 {
 		return fmt.Errorf("%w: topology %s needs APIC id %d, xAPIC ids must be below 255", ErrConfig, t, last)
 	}
-	// KVM gives vCPU i the initial APIC id i (the KVM_CREATE_VCPU id). Until
-	// vCPUs are created with their topology's APIC id, only topologies whose
-	// ids are 0..n-1 in order work: every level below the top one in use
-	// must be a power of two.
-	for i := range t.CPUs() {
-		if t.APICID(i) != uint32(i) {
-			return fmt.Errorf("%w: topology %s gives vCPU %d APIC id %d; threads, cores and dies below the top level in use must be powers of two", ErrConfig, t, i, t.APICID(i))
-		}
-	}
+	// vCPU i is created with KVM id APICID(i) (vm/vcpu.go), which KVM makes
+	// its initial APIC id, so the ids may have gaps (e.g. 3 cores per die
+	// use ids 0, 1, 2, then 4).
 	return nil
 }
 

@@ -2,6 +2,7 @@ package vm
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -29,8 +30,8 @@ func TestParseCPUs(t *testing.T) {
 		{"boot=4,sockets=2", Topology{}, `unknown key "sockets"`},
 		{"topology=2:2:2", Topology{}, "THREADS:CORES:DIES:PACKAGES"},
 		{"topology=0:2:1:1", Topology{}, "not a count"},
-		{"topology=1:3:1:2", Topology{}, "powers of two"},
-		{"topology=3:2:1:1", Topology{}, "powers of two"},
+		{"topology=1:3:1:2", Topology{1, 3, 1, 2}, ""},
+		{"topology=3:2:1:1", Topology{3, 2, 1, 1}, ""},
 		{"topology=1:128:1:2", Topology{}, "more than 254"},
 		{"boot=254,topology=1:1:1:254", Topology{1, 1, 1, 254}, ""},
 		{"four", Topology{}, "not KEY=VALUE"},
@@ -104,5 +105,16 @@ func TestGrowFDTable(t *testing.T) {
 	unix.Close(fd)
 	if fd >= 64+255 {
 		t.Errorf("next fd %d: the high descriptor leaked", fd)
+	}
+}
+
+// TestTopologyIDsWithGaps: counts that are not powers of two leave gaps in the
+// APIC ids (each field is as wide as its count needs), which the KVM vCPU ids
+// then follow.
+func TestTopologyIDsWithGaps(t *testing.T) {
+	got := Topology{Threads: 1, Cores: 3, Dies: 1, Packages: 2}.APICIDs()
+	want := []uint32{0, 1, 2, 4, 5, 6}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("1:3:1:2 APIC ids %v, want %v", got, want)
 	}
 }

@@ -128,7 +128,9 @@ func (c *vcpu) drain() {
 func (c *vcpu) thread(ready chan<- error, start <-chan struct{}, setup func(id int, cpu *kvmstate.VCPU) error) {
 	runtime.LockOSThread() // never unlocked: the thread belongs to this vCPU
 	defer close(c.exited)
-	cpu, err := c.vm.kvm.CreateVCPU(c.id)
+	// The KVM vCPU id is the topology's APIC id: KVM takes it as the
+	// vCPU's initial APIC id, which must match CPUID and the MADT.
+	cpu, err := c.vm.kvm.CreateVCPU(int(c.vm.cfg.topology().APICID(c.id)))
 	if err != nil {
 		ready <- fmt.Errorf("create vCPU %d: %w", c.id, err)
 		return
