@@ -17,7 +17,7 @@ func TestCPUCommandErrors(t *testing.T) {
 		{[]string{"cpu", "--kvm-device", "/nonexistent/kvm"}, 1, "chsnap: cpu: open /nonexistent/kvm"},
 		{[]string{"cpu", "--cpus", "boot=4,topology=2:2:1:2"}, 2, "has 8 vCPUs but boot=4"},
 		{[]string{"cpu", "extra"}, 2, "cpu takes no arguments"},
-		{[]string{"run", "--cpus", "topology=1:3:1:2"}, 2, "powers of two"},
+		{[]string{"run", "--cpus", "topology=1:128:1:2"}, 2, "more than 254"},
 	} {
 		var out, errOut bytes.Buffer
 		code := run(append([]string{"chsnap"}, tc.args...), &out, &errOut)
