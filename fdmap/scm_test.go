@@ -231,3 +231,51 @@ func TestParseRightsKeepsFDsBeforeError(t *testing.T) {
 		t.Errorf("parseRights = %v, %v; want [7 8] and an error", fds, err)
 	}
 }
+
+// TestPlainReadDropsFDs pins the kernel behaviour NewListener exists for: a
+// read without room for control data does not leave the fds for later, it
+// closes them, so net/http's plain reads would lose them.
+func TestPlainReadDropsFDs(t *testing.T) {
+	a, b := socketPair(t, unix.SOCK_STREAM)
+	w, r := pipes(t, 1)
+	defer closeFiles(r)
+	if err := SendFDs(a, []byte("x"), w); err != nil {
+		t.Fatal(err)
+	}
+	closeFiles(w)
+	if _, err := b.Read(make([]byte, 8)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r[0].Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("after a plain read the sent fd is still open somewhere (read err %v); want EOF", err)
+	}
+}
+
+// TestStreamReadStopsAfterFDs pins the other fact the HTTP approach relies
+// on: a stream read may glue earlier bytes to the segment that carries fds,
+// but stops after it, so fds never ride with later bytes.
+func TestStreamReadStopsAfterFDs(t *testing.T) {
+	a, b := socketPair(t, unix.SOCK_STREAM)
+	w, r := pipes(t, 1)
+	defer closeFiles(r)
+	if _, err := a.Write([]byte("AAAA")); err != nil {
+		t.Fatal(err)
+	}
+	if err := SendFDs(a, []byte("BBBB"), w); err != nil {
+		t.Fatal(err)
+	}
+	closeFiles(w)
+	if _, err := a.Write([]byte("CCCC")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, files, err := ReceiveFDs(b, buf, 4)
+	closeFiles(files)
+	if err != nil || len(files) != 1 || !strings.HasSuffix(string(buf[:n]), "BBBB") {
+		t.Fatalf("first read = %q with %d fds, %v; want data ending in BBBB with 1 fd", buf[:n], len(files), err)
+	}
+	n, files, err = ReceiveFDs(b, buf, 4)
+	if err != nil || len(files) != 0 || string(buf[:n]) != "CCCC" {
+		t.Errorf("second read = %q with %d fds, %v; want CCCC alone", buf[:n], len(files), err)
+	}
+}
