@@ -63,10 +63,23 @@ func ParseNetFD(s string) (id string, fd int, err error) {
 }
 
 // Binding is the set of descriptors bound to one fd-backed device: one fd per
-// queue pair of a tap, in queue order.
+// queue pair of a tap, in queue order. Whoever holds a Binding owns its files.
 type Binding struct {
 	ID    string
 	Files []*os.File
+}
+
+// Bindings lists what Bind returned in the order of want (the snapshot's
+// device order), skipping ids Bind did not bind. Ownership of the files
+// moves with them; the map is left as it was.
+func Bindings(want []Want, bound map[string][]*os.File) []Binding {
+	var bs []Binding
+	for _, w := range want {
+		if files, ok := bound[w.ID]; ok {
+			bs = append(bs, Binding{ID: w.ID, Files: files})
+		}
+	}
+	return bs
 }
 
 // Want is what a snapshot records about one fd-backed network device.

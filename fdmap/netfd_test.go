@@ -458,3 +458,12 @@ func TestBindRefusesBadWants(t *testing.T) {
 		})
 	}
 }
+
+func TestBindings(t *testing.T) {
+	a, b := new(os.File), new(os.File) // only compared, never used
+	want := []Want{{ID: "net1", NumFDs: 1}, {ID: "net0", NumFDs: 1}, {ID: "net2", NumFDs: 1}}
+	got := Bindings(want, map[string][]*os.File{"net0": {a}, "net1": {b}})
+	if len(got) != 2 || got[0].ID != "net1" || got[0].Files[0] != b || got[1].ID != "net0" || got[1].Files[0] != a {
+		t.Errorf("Bindings = %+v, want net1 then net0", got)
+	}
+}
