@@ -20,6 +20,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/chsnap/chsnap/bench/internal/vmcon"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -188,20 +189,20 @@ func onePass(c config, format, vmm string, rep int) (map[string]float64, error) 
 			"-device", "virtio-blk-device,drive=d0,bus=virtio-mmio-bus.0")
 		cmd.Args = append(cmd.Args, c.qemuExtra...)
 	}
-	p, err := startVM(vmm, cmd)
+	p, err := vmcon.Start(vmm, cmd)
 	if err != nil {
 		return nil, err
 	}
-	defer p.kill()
-	if _, err := p.expect(`chsnap-guest ready`, 60*time.Second); err != nil {
+	defer p.Kill()
+	if _, err := p.Expect(`chsnap-guest ready`, 60*time.Second); err != nil {
 		return nil, err
 	}
-	l, err := p.command("blk", `^(blk |error)`, 30*time.Second)
+	l, err := p.Command("blk", `^(blk |error)`, 30*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	if !strings.HasPrefix(l.text, "blk devs=1 ") {
-		return nil, fmt.Errorf("guest sees no single disk: %q", l.text)
+	if !strings.HasPrefix(l.Text, "blk devs=1 ") {
+		return nil, fmt.Errorf("guest sees no single disk: %q", l.Text)
 	}
 	got := map[string]float64{}
 	rx := regexp.MustCompile(`^blkbench ok (\S+) (\d+) requests=(\d+) bytes=(\d+)$`)
@@ -209,15 +210,15 @@ func onePass(c config, format, vmm string, rep int) (map[string]float64, error) 
 		seed := 1
 		cmdline := fmt.Sprintf("blkbench 0 %s %d %d", mode, c.mib(mode), seed)
 		sent := time.Now()
-		l, err := p.command(cmdline, `^(blkbench |error)`, 5*time.Minute)
+		l, err := p.Command(cmdline, `^(blkbench |error)`, 5*time.Minute)
 		if err != nil {
 			return nil, err
 		}
-		m := rx.FindStringSubmatch(l.text)
+		m := rx.FindStringSubmatch(l.Text)
 		if m == nil || m[1] != mode || m[2] != strconv.Itoa(c.mib(mode)) {
-			return nil, fmt.Errorf("%q: reply %q", cmdline, l.text)
+			return nil, fmt.Errorf("%q: reply %q", cmdline, l.Text)
 		}
-		got[mode] = l.at.Sub(sent).Seconds()
+		got[mode] = l.At.Sub(sent).Seconds()
 		if reqBytes[mode] == nil {
 			reqBytes[mode] = map[string]bool{}
 		}

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/chsnap/chsnap/bench/internal/vmcon"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,20 +121,20 @@ func logf(format string, args ...any) {
 }
 
 // fillGuest waits for the ready line and runs fillmix.
-func fillGuest(p *vmProc, c config) error {
-	if _, err := p.expect(`^chsnap-guest ready cpus=\d+$`, 2*time.Minute); err != nil {
+func fillGuest(p *vmcon.Proc, c config) error {
+	if _, err := p.Expect(`^chsnap-guest ready cpus=\d+$`, 2*time.Minute); err != nil {
 		return err
 	}
 	t0 := time.Now()
 	want := fmt.Sprintf("fillmix ok %d", c.fillMiB)
-	l, err := p.command(fmt.Sprintf("fillmix %d %d", c.fillMiB, c.seed), "^(fillmix|error) ", 15*time.Minute)
+	l, err := p.Command(fmt.Sprintf("fillmix %d %d", c.fillMiB, c.seed), "^(fillmix|error) ", 15*time.Minute)
 	if err != nil {
 		return err
 	}
-	if l.text != want {
-		return fmt.Errorf("%s: fillmix replied %q, want %q", p.name, l.text, want)
+	if l.Text != want {
+		return fmt.Errorf("%s: fillmix replied %q, want %q", p.Name(), l.Text, want)
 	}
-	logf("%s: fillmix %d MiB took %v", p.name, c.fillMiB, time.Since(t0).Round(time.Millisecond))
+	logf("%s: fillmix %d MiB took %v", p.Name(), c.fillMiB, time.Since(t0).Round(time.Millisecond))
 	return nil
 }
 
@@ -142,18 +143,18 @@ func fillGuest(p *vmProc, c config) error {
 // kick, if not nil, runs beside the timing once the process has started
 // (QEMU needs a QMP cont).
 func restoreOnce(name string, cmd *exec.Cmd, kick func() error) (time.Duration, error) {
-	p, err := startVM(name, cmd)
+	p, err := vmcon.Start(name, cmd)
 	if err != nil {
 		return 0, err
 	}
-	defer p.kill()
+	defer p.Kill()
 	kicked := make(chan error, 1)
 	if kick != nil {
 		go func() { kicked <- kick() }()
 	} else {
 		kicked <- nil
 	}
-	d, err := p.firstAnswer(10 * time.Minute)
+	d, err := p.FirstAnswer(10 * time.Minute)
 	if err != nil {
 		select {
 		case kerr := <-kicked:
@@ -167,15 +168,15 @@ func restoreOnce(name string, cmd *exec.Cmd, kick func() error) (time.Duration, 
 	if err := <-kicked; err != nil {
 		return 0, err
 	}
-	if err := p.sync("restored"); err != nil {
+	if err := p.Sync("restored"); err != nil {
 		return 0, err
 	}
-	l, err := p.command("verify", "^(verify|error)", 15*time.Minute)
+	l, err := p.Command("verify", "^(verify|error)", 15*time.Minute)
 	if err != nil {
 		return 0, err
 	}
-	if l.text != "verify ok" {
-		return 0, fmt.Errorf("%s: restored guest replied %q to verify", name, l.text)
+	if l.Text != "verify ok" {
+		return 0, fmt.Errorf("%s: restored guest replied %q to verify", name, l.Text)
 	}
 	return d, nil
 }
@@ -183,11 +184,11 @@ func restoreOnce(name string, cmd *exec.Cmd, kick func() error) (time.Duration, 
 func benchChsnap(c config) (vmResult, error) {
 	var r vmResult
 	sock := filepath.Join(c.dir, "run.sock")
-	p, err := startVM("chsnap", exec.Command(c.chsnap, "run", "--kernel", c.guest, "--memory", c.memory, "--api-socket", sock))
+	p, err := vmcon.Start("chsnap", exec.Command(c.chsnap, "run", "--kernel", c.guest, "--memory", c.memory, "--api-socket", sock))
 	if err != nil {
 		return r, err
 	}
-	defer p.kill()
+	defer p.Kill()
 	if err := fillGuest(p, c); err != nil {
 		return r, err
 	}
@@ -201,7 +202,7 @@ func benchChsnap(c config) (vmResult, error) {
 			return r, fmt.Errorf("chsnap save: %w: %s", err, strings.TrimSpace(string(out)))
 		}
 		r.save = append(r.save, d)
-		if err := p.sync(fmt.Sprint("save ", i)); err != nil {
+		if err := p.Sync(fmt.Sprint("save ", i)); err != nil {
 			return r, err
 		}
 		logf("chsnap: save %d: %v", i+1, d.Round(time.Millisecond))
@@ -212,7 +213,7 @@ func benchChsnap(c config) (vmResult, error) {
 	}
 	r.size = fi.Size()
 	logf("chsnap: archive %d bytes", r.size)
-	p.kill()
+	p.Kill()
 	os.Remove(sock)
 	for i := range c.runs {
 		rsock := filepath.Join(c.dir, "restore.sock")
@@ -240,11 +241,11 @@ func (c config) qemuArgs(extra ...string) []string {
 func benchQEMU(c config) (vmResult, error) {
 	var r vmResult
 	qsock := filepath.Join(c.dir, "qmp.sock")
-	p, err := startVM("qemu", exec.Command(c.qemu, c.qemuArgs("-qmp", "unix:"+qsock+",server=on,wait=off")...))
+	p, err := vmcon.Start("qemu", exec.Command(c.qemu, c.qemuArgs("-qmp", "unix:"+qsock+",server=on,wait=off")...))
 	if err != nil {
 		return r, err
 	}
-	defer p.kill()
+	defer p.Kill()
 	if err := fillGuest(p, c); err != nil {
 		return r, err
 	}
@@ -270,7 +271,7 @@ func benchQEMU(c config) (vmResult, error) {
 		if _, err := q.run("cont", nil); err != nil {
 			return r, err
 		}
-		if err := p.sync(fmt.Sprint("save ", i)); err != nil {
+		if err := p.Sync(fmt.Sprint("save ", i)); err != nil {
 			return r, err
 		}
 		logf("qemu: save %d: %v", i+1, d.Round(time.Millisecond))
@@ -282,7 +283,7 @@ func benchQEMU(c config) (vmResult, error) {
 	r.size = fi.Size()
 	logf("qemu: migration file %d bytes", r.size)
 	q.close()
-	p.kill()
+	p.Kill()
 	os.Remove(qsock)
 	for i := range c.runs {
 		// The stream says the guest was stopped, so QEMU stays paused

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"github.com/chsnap/chsnap/bench/internal/vmcon"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,16 +58,16 @@ func TestGuestFillMixMatches(t *testing.T) {
 	defer os.RemoveAll(dir)
 	c := config{qemu: qemu, guest: guest, accel: "tcg", memory: "64M", fillMiB: 4, seed: 9}
 	sock := filepath.Join(dir, "q.sock")
-	p, err := startVM("qemu", exec.Command(qemu, c.qemuArgs("-qmp", "unix:"+sock+",server=on,wait=off")...))
+	p, err := vmcon.Start("qemu", exec.Command(qemu, c.qemuArgs("-qmp", "unix:"+sock+",server=on,wait=off")...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.kill()
+	defer p.Kill()
 	if err := fillGuest(p, c); err != nil {
 		t.Fatal(err)
 	}
-	if l, err := p.command("verify", "^verify", time.Minute); err != nil || l.text != "verify ok" {
-		t.Fatalf("verify: %q, %v", l.text, err)
+	if l, err := p.Command("verify", "^verify", time.Minute); err != nil || l.Text != "verify ok" {
+		t.Fatalf("verify: %q, %v", l.Text, err)
 	}
 	q, err := dialQMP(sock, 30*time.Second)
 	if err != nil {

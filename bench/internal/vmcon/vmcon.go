@@ -1,4 +1,7 @@
-package main
+// Package vmcon drives a VMM process (chsnap or QEMU) whose guest is
+// chsnap's test guest, over the serial console on the process's stdin and
+// stdout: the benchmarks use it to send line commands and time the replies.
+package vmcon
 
 import (
 	"bufio"
@@ -11,19 +14,19 @@ import (
 	"time"
 )
 
-// line is one line of guest console output and the time it was read.
-type line struct {
-	text string
-	at   time.Time
+// Line is one line of guest console output and the time it was read.
+type Line struct {
+	Text string    // the line, without its line ending
+	At   time.Time // when it was read
 }
 
-// vmProc is a VMM process (chsnap or QEMU) with the test guest's console on
+// Proc is a VMM process (chsnap or QEMU) with the test guest's console on
 // its stdin and stdout.
-type vmProc struct {
+type Proc struct {
 	name   string
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	lines  chan line
+	lines  chan Line
 	start  time.Time
 	stderr *strings.Builder
 	mu     sync.Mutex
@@ -31,9 +34,9 @@ type vmProc struct {
 	exited chan struct{}
 }
 
-// startVM starts name's command with the console on pipes; start is taken
+// Start starts name's command with the console on pipes; start is taken
 // just before the process starts.
-func startVM(name string, cmd *exec.Cmd) (*vmProc, error) {
+func Start(name string, cmd *exec.Cmd) (*Proc, error) {
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, fmt.Errorf("%s stdin: %w", name, err)
@@ -42,7 +45,7 @@ func startVM(name string, cmd *exec.Cmd) (*vmProc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s stdout: %w", name, err)
 	}
-	p := &vmProc{name: name, cmd: cmd, stdin: stdin, lines: make(chan line, 1<<16),
+	p := &Proc{name: name, cmd: cmd, stdin: stdin, lines: make(chan Line, 1<<16),
 		stderr: &strings.Builder{}, exited: make(chan struct{})}
 	cmd.Stderr = &lockedWriter{mu: &p.mu, w: p.stderr}
 	p.start = time.Now()
@@ -63,7 +66,7 @@ func startVM(name string, cmd *exec.Cmd) (*vmProc, error) {
 				}
 				p.mu.Unlock()
 				select {
-				case p.lines <- line{s, at}:
+				case p.lines <- Line{s, at}:
 				default: // nobody reads that many lines; drop
 				}
 			}
@@ -80,6 +83,7 @@ func startVM(name string, cmd *exec.Cmd) (*vmProc, error) {
 	return p, nil
 }
 
+// lockedWriter serialises writes to w under mu.
 type lockedWriter struct {
 	mu *sync.Mutex
 	w  io.Writer
@@ -91,66 +95,69 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 	return l.w.Write(b)
 }
 
-// context describes the process's recent output for an error message.
-func (p *vmProc) context() string {
+// Name is the name the process was started with ("chsnap", "qemu").
+func (p *Proc) Name() string { return p.name }
+
+// Context describes the process's recent output for an error message.
+func (p *Proc) Context() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return fmt.Sprintf("console tail %q, stderr %q", p.tail, strings.TrimSpace(p.stderr.String()))
 }
 
-// expect waits for a console line matching re.
-func (p *vmProc) expect(re string, timeout time.Duration) (line, error) {
+// Expect waits for a console line matching re.
+func (p *Proc) Expect(re string, timeout time.Duration) (Line, error) {
 	rx := regexp.MustCompile(re)
 	deadline := time.After(timeout)
 	for {
 		select {
 		case l, ok := <-p.lines:
 			if !ok {
-				return line{}, fmt.Errorf("%s: console closed waiting for %q; %s", p.name, re, p.context())
+				return Line{}, fmt.Errorf("%s: console closed waiting for %q; %s", p.name, re, p.Context())
 			}
-			if rx.MatchString(l.text) {
+			if rx.MatchString(l.Text) {
 				return l, nil
 			}
 		case <-deadline:
-			return line{}, fmt.Errorf("%s: no %q within %v; %s", p.name, re, timeout, p.context())
+			return Line{}, fmt.Errorf("%s: no %q within %v; %s", p.name, re, timeout, p.Context())
 		}
 	}
 }
 
-// send writes one command line to the guest.
-func (p *vmProc) send(cmd string) error {
+// Send writes one command line to the guest.
+func (p *Proc) Send(cmd string) error {
 	if _, err := io.WriteString(p.stdin, cmd+"\n"); err != nil {
 		return fmt.Errorf("%s: send %q: %w", p.name, cmd, err)
 	}
 	return nil
 }
 
-// command sends cmd and waits for a reply matching re.
-func (p *vmProc) command(cmd, re string, timeout time.Duration) (line, error) {
-	if err := p.send(cmd); err != nil {
-		return line{}, err
+// Command sends cmd and waits for a reply matching re.
+func (p *Proc) Command(cmd, re string, timeout time.Duration) (Line, error) {
+	if err := p.Send(cmd); err != nil {
+		return Line{}, err
 	}
-	return p.expect(re, timeout)
+	return p.Expect(re, timeout)
 }
 
-// sync makes sure no reply to an earlier command is still on its way.
-func (p *vmProc) sync(tag string) error {
-	_, err := p.command("echo sync "+tag, "^echo sync "+regexp.QuoteMeta(tag)+"$", 2*time.Minute)
+// Sync makes sure no reply to an earlier command is still on its way.
+func (p *Proc) Sync(tag string) error {
+	_, err := p.Command("echo sync "+tag, "^echo sync "+regexp.QuoteMeta(tag)+"$", 2*time.Minute)
 	return err
 }
 
-// firstAnswer sends `cpus` now and every 50 ms until the guest replies (a
+// FirstAnswer sends `cpus` now and every 50 ms until the guest replies (a
 // reply to a command that lost bytes on the way counts too: the guest ran
 // and answered) and returns the time from process start to that reply.
 // Commands sent before the guest runs wait in the pipe or the UART.
-func (p *vmProc) firstAnswer(timeout time.Duration) (time.Duration, error) {
+func (p *Proc) FirstAnswer(timeout time.Duration) (time.Duration, error) {
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
 		t := time.NewTicker(50 * time.Millisecond)
 		defer t.Stop()
 		for {
-			if p.send("cpus") != nil {
+			if p.Send("cpus") != nil {
 				return
 			}
 			select {
@@ -160,15 +167,15 @@ func (p *vmProc) firstAnswer(timeout time.Duration) (time.Duration, error) {
 			}
 		}
 	}()
-	l, err := p.expect(`^(cpus \d+|error .*)$`, timeout)
+	l, err := p.Expect(`^(cpus \d+|error .*)$`, timeout)
 	if err != nil {
 		return 0, err
 	}
-	return l.at.Sub(p.start), nil
+	return l.At.Sub(p.start), nil
 }
 
-// kill ends the process and waits for it.
-func (p *vmProc) kill() {
+// Kill ends the process and waits for it.
+func (p *Proc) Kill() {
 	p.cmd.Process.Kill()
 	<-p.exited
 }
