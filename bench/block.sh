@@ -15,15 +15,15 @@
 # affected.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 args=("$@")
 
-if [ -c /dev/kvm ] && { exec 9<>/dev/kvm; } 2>/dev/null; then
-  exec 9>&-
+if kvm_usable; then
   exec go run ./bench/blkbench -chsnap bin/chsnap -guest bin/chsnap-guest.bzImage "${args[@]}"
 fi
 
 echo "bench-block: no usable /dev/kvm here; measuring both VMMs under nested KVM (QEMU TCG + kvm_amd)"
-qimg=$(command -v qemu-img) || { echo "bench-block: qemu-img not found; install qemu-utils" >&2; exit 1; }
+command -v qemu-img >/dev/null || { echo "bench-block: qemu-img not found; install qemu-utils" >&2; exit 1; }
 stage=$(mktemp -d /tmp/chsnap-bench.XXXXXX)
 trap 'rm -rf "$stage"' EXIT
 CGO_ENABLED=0 go build -o "$stage/chsnap" ./cmd/chsnap
@@ -32,14 +32,6 @@ cp bin/chsnap-guest.bzImage "$stage/"
 ./testdata/nested/qemu-bundle.sh "$stage" >/dev/null
 # qemu-img (images are made inside the nested guest): the binary, the
 # libraries ldd names and the loader, run through a wrapper.
-mkdir -p "$stage/qemu-img-lib"
-cp "$qimg" "$stage/qemu-img-lib/"
-ldd "$qimg" | awk '/=>/ && $3 ~ /^\// { print $3 } $1 ~ /^\/.*ld-linux/ { print $1 }' |
-  while read -r lib; do cp -L "$lib" "$stage/qemu-img-lib/"; done
-cat >"$stage/qemu-img" <<'EOW'
-#!/bin/sh
-exec /work/qemu-img-lib/ld-linux-x86-64.so.2 --library-path /work/qemu-img-lib /work/qemu-img-lib/qemu-img "$@"
-EOW
-chmod 755 "$stage/qemu-img"
+bundle_qemu_img "$stage" "$stage/qemu-img"
 NESTED_MEM=${NESTED_MEM:-4G} NESTED_SMP=${NESTED_SMP:-2} ./testdata/nested/run-in-kvm.sh -d "$stage" "$stage/blkbench" -chsnap /work/chsnap \
   -guest /work/chsnap-guest.bzImage -qemu /work/qemu -qemu-img /work/qemu-img "${args[@]}"

@@ -7,10 +7,10 @@
 # nested KVM, but both VMMs run on the same KVM, so the ratio stays meaningful.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 args=("$@")
 
-if [ -c /dev/kvm ] && { exec 9<>/dev/kvm; } 2>/dev/null; then
-  exec 9>&-
+if kvm_usable; then
   exec go run ./bench/bootbench -chsnap bin/chsnap -guest bin/chsnap-guest.bzImage "${args[@]}"
 fi
 

@@ -12,10 +12,10 @@
 # same L1, so the ratios stay meaningful.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 args=("$@")
 
-if [ -c /dev/kvm ] && { exec 9<>/dev/kvm; } 2>/dev/null; then
-  exec 9>&-
+if kvm_usable; then
   exec go run ./bench/snapbench -chsnap bin/chsnap -guest bin/chsnap-guest.bzImage "${args[@]}"
 fi
 

@@ -4,9 +4,9 @@
 # host, it runs the same demo inside the nested-KVM guest (testdata/nested).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 [ -x bin/chsnap ] || { echo "demo: bin/chsnap is missing; run make build" >&2; exit 1; }
-if [ -c /dev/kvm ] && { exec 9<>/dev/kvm; } 2>/dev/null; then
-  exec 9>&-
+if kvm_usable; then
   exec go run ./scripts/demo -chsnap bin/chsnap -guest bin/chsnap-guest.bzImage
 fi
 echo "demo: this host has no usable /dev/kvm; running the demo under nested KVM (QEMU TCG + kvm_amd), which takes a minute"

@@ -9,9 +9,9 @@
 # in the nested VM; the exit status is theirs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
-if [ "${CHSNAP_FORCE_NESTED:-0}" != 1 ] && [ -c /dev/kvm ] && { exec 9<>/dev/kvm; } 2>/dev/null; then
-  exec 9>&-
+if [ "${CHSNAP_FORCE_NESTED:-0}" != 1 ] && kvm_usable; then
   echo "e2e-nested: /dev/kvm works on this host; the KVM tests already ran there"
   exit 0
 fi
@@ -30,17 +30,7 @@ cp testdata/guest/build/guest.bzImage "$stage/chsnap-guest.bzImage"
 if [ -d testdata/golden ]; then cp -r testdata/golden "$stage/golden"; fi
 # qemu-img, for the disk tests' oracle: the binary, the libraries ldd names
 # and the loader, run through a wrapper on the nested PATH.
-if qimg=$(command -v qemu-img); then
-  mkdir -p "$stage/qemu-img-lib" "$stage/bin"
-  cp "$qimg" "$stage/qemu-img-lib/"
-  ldd "$qimg" | awk '/=>/ && $3 ~ /^\// { print $3 } $1 ~ /^\/.*ld-linux/ { print $1 }' |
-    while read -r lib; do cp -L "$lib" "$stage/qemu-img-lib/"; done
-  cat >"$stage/bin/qemu-img" <<'EOW'
-#!/bin/sh
-exec /work/qemu-img-lib/ld-linux-x86-64.so.2 --library-path /work/qemu-img-lib /work/qemu-img-lib/qemu-img "$@"
-EOW
-  chmod 755 "$stage/bin/qemu-img"
-fi
+bundle_qemu_img "$stage" "$stage/bin/qemu-img" || true
 mkdir "$stage/kernel"
 cp "$kdir/vmlinux" "$kdir/vmlinuz" "$kdir/manifest.txt" "$stage/kernel/"
 {
