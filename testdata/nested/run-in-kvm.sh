@@ -5,7 +5,8 @@
 #
 # Boots the Debian cloud kernel (testdata/kernel/fetch.sh) under QEMU with TCG and an
 # AMD CPU model that has SVM, so the L1 guest loads kvm_amd and gets /dev/kvm (nested
-# virtualization emulated by TCG). The initramfs holds busybox, the kvm modules, BINARY
+# virtualization emulated by TCG). The initramfs holds busybox, the kvm modules, the
+# network modules the e2e network tests use (tun, dummy, veth, tap, macvlan, macvtap), BINARY
 # at /work/BINARY-NAME and, with -d, the contents of DIR under /work. /init runs
 # BINARY ARGS... in /work with /dev/kvm present, prints NESTED-EXIT=<code> and powers off.
 # The guest's serial output is streamed to stdout; the script exits with BINARY's exit code,
@@ -64,7 +65,7 @@ release=$(sed -n 's/^release=//p' "$kdir/manifest.txt")
 [[ -n "$release" ]] || die "$kdir/manifest.txt has no release"
 moddir="$kdir/root/lib/modules/$release/kernel"
 
-# The base initramfs: busybox, /init and the kvm modules; rebuilt when this script or
+# The base initramfs: busybox, /init, the kvm and network modules; rebuilt when this script or
 # the kernel changes.
 ndir="$cache/nested/$release"
 mkdir -p "$ndir"
@@ -83,6 +84,18 @@ if [[ ! -f "$base" ]]; then
 		[[ -f "$src" ]] || die "kernel $release has no module $m.ko.xz"
 		xz -dc "$src" >"$tree/lib/kvm/$(basename "$m").ko"
 	done
+	# Network modules for the e2e network tests, loaded in this order (depends=:
+	# macvtap needs tap and macvlan; the others need nothing). A missing one
+	# only costs the tests that use it, so it is a warning, not an error.
+	mkdir -p "$tree/lib/net"
+	for m in tun dummy veth tap macvlan macvtap; do
+		src="$moddir/drivers/net/$m.ko.xz"
+		if [[ -f "$src" ]]; then
+			xz -dc "$src" >"$tree/lib/net/$m.ko"
+		else
+			echo "run-in-kvm.sh: warning: kernel $release has no module drivers/net/$m.ko.xz" >&2
+		fi
+	done
 	cat >"$tree/init" <<'EOF'
 #!/bin/sh
 export PATH=/bin
@@ -98,6 +111,18 @@ echo "NESTED-INIT uptime=$(cut -d' ' -f1 /proc/uptime)"
 for m in irqbypass kvm kvm-amd; do
 	insmod /lib/kvm/$m.ko || echo "NESTED-ERROR insmod $m failed"
 done
+for m in tun dummy veth tap macvlan macvtap; do
+	[ -f /lib/net/$m.ko ] || { echo "NESTED-WARN no module $m"; continue; }
+	# dummy would otherwise add a dummy0 to this namespace; tests make their own.
+	args=; [ $m = dummy ] && args=numdummies=0
+	insmod /lib/net/$m.ko $args || echo "NESTED-WARN insmod $m failed"
+done
+# devtmpfs makes /dev/net/tun when tun registers its misc device (10:200).
+if [ ! -c /dev/net/tun ] && [ -d /sys/class/misc/tun ]; then
+	mkdir -p /dev/net && mknod /dev/net/tun c 10 200 || echo "NESTED-WARN cannot make /dev/net/tun"
+fi
+[ -c /dev/net/tun ] || echo "NESTED-WARN /dev/net/tun missing: the network tests will skip"
+ip link set lo up 2>/dev/null || echo "NESTED-WARN cannot bring lo up"
 if [ -c /dev/kvm ]; then
 	echo "NESTED-KVM ready uptime=$(cut -d' ' -f1 /proc/uptime)"
 	cd /work
