@@ -10,7 +10,7 @@ BIN      := bin
 GUEST    := testdata/guest/build/guest.bzImage
 E2E_TIME ?= 20m
 
-.PHONY: all build guest deps demo test unit e2e e2e-nested fuzz vet bench-boot bench-block kernel clean
+.PHONY: all build guest deps demo test unit e2e e2e-nested fuzz vet bench-boot bench-block bench-net kernel clean
 
 all: build
 
@@ -58,6 +58,9 @@ bench-boot: build
 
 bench-block: build
 	./bench/block.sh
+
+bench-net: build
+	./bench/net.sh
 
 bench-snapshot: build
 	./bench/snapshot.sh
