@@ -416,3 +416,18 @@ func setCloexec(f *os.File) {
 		_ = rc.Control(func(fd uintptr) { unix.CloseOnExec(int(fd)) })
 	}
 }
+
+// Offered reports whether descriptors were offered for device id.
+func (s *Set) Offered(id string) bool {
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, o := range s.offers {
+		if o.id == id {
+			return true
+		}
+	}
+	return false
+}

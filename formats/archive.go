@@ -13,7 +13,7 @@ import (
 // chsnap's release; SPEC.md says what bumps which.
 const (
 	FormatMajor = 1
-	FormatMinor = 1
+	FormatMinor = 2
 )
 
 // MaxSectionSize is the largest section payload, in bytes, that a Writer

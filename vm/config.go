@@ -46,6 +46,8 @@ type Config struct {
 	SerialIn io.Reader
 	// Disks are the virtio-blk disks, in device order.
 	Disks []DiskConfig
+	// Nets are the virtio-net devices, in device order (after the disks).
+	Nets []NetConfig
 }
 
 // Validate checks every field without touching the system.
@@ -70,7 +72,10 @@ func (c *Config) Validate() error {
 	if c.Memory%(2<<20) != 0 {
 		return fmt.Errorf("%w: memory %d bytes is not a multiple of 2 MiB", ErrConfig, c.Memory)
 	}
-	return validateDisks(c.Disks)
+	if err := validateDisks(c.Disks); err != nil {
+		return err
+	}
+	return validateNets(c.Nets, c.Disks)
 }
 
 // topology is the vCPU topology in effect: Topology, or the default.

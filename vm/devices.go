@@ -21,6 +21,7 @@ type devices struct {
 	ports  portBus
 	mmio   mmioBus
 	disks  []*virtioDisk
+	nets   []*virtioNet
 	serial *devstate.Serial
 	i8042  *devstate.I8042
 	power  *devstate.Power
@@ -91,6 +92,14 @@ func newDevices(v *VM, st *savedState) (_ *devices, err error) {
 		d.close()
 		return nil, err
 	}
+	var savedNets []netSaved
+	if st != nil {
+		savedNets = st.Nets
+	}
+	if err := d.addNets(v, savedNets); err != nil {
+		d.close()
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -121,6 +130,9 @@ func (d *devices) close() error {
 		if err := d.serial.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close serial: %w", err))
 		}
+	}
+	for _, vn := range d.nets {
+		vn.net.Close() // the taps are the VM's, closed after this
 	}
 	for _, vd := range d.disks {
 		if vd.disk == nil {
@@ -172,4 +184,21 @@ func (d *devices) addDisks(v *VM, saved []diskSaved) error {
 		d.mmio.add(base, devstate.VirtioMMIOSize, vd.transport)
 	}
 	return nil
+}
+
+// startNets lets the nets deliver received frames into the guest: called
+// whenever the vCPUs start or resume.
+func (d *devices) startNets() {
+	for _, vn := range d.nets {
+		vn.net.Start()
+	}
+}
+
+// stopNets stops the nets' receive paths: when it returns, no device writes
+// guest memory or raises an interrupt until startNets. Called on pause,
+// so a snapshot sees devices and memory at rest.
+func (d *devices) stopNets() {
+	for _, vn := range d.nets {
+		vn.net.Stop()
+	}
 }

@@ -25,7 +25,7 @@ type bootEntry = *boot.Entry
 // loadGuest writes the ACPI tables, the kernel, initrd, command line and boot
 // structures into guest RAM.
 func loadGuest(mem *memdump.Memory, cfg Config) (bootEntry, error) {
-	virtio, err := virtioACPI(len(cfg.Disks))
+	virtio, err := virtioACPI(len(cfg.Disks) + len(cfg.Nets))
 	if err != nil {
 		return nil, fmt.Errorf("virtio ACPI entries: %w", err)
 	}
@@ -39,7 +39,7 @@ func loadGuest(mem *memdump.Memory, cfg Config) (bootEntry, error) {
 	entry, err := boot.Setup(mem, boot.Config{
 		Kernel:  cfg.Kernel,
 		Initrd:  cfg.Initrd,
-		Cmdline: virtioCmdline(cfg.Cmdline, len(cfg.Disks)),
+		Cmdline: virtioCmdline(cfg.Cmdline, len(cfg.Disks)+len(cfg.Nets)),
 		MemSize: cfg.Memory,
 		RSDP:    tables.RSDP,
 	})

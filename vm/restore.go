@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"sync"
 
+	"github.com/chsnap/chsnap/fdmap"
 	"github.com/chsnap/chsnap/formats"
 	"github.com/chsnap/chsnap/kvmstate"
 	"github.com/chsnap/chsnap/memdump"
@@ -34,6 +36,16 @@ type RestoreOptions struct {
 	// Warn receives one-line warnings (CPU differences allowed, a TSC that
 	// cannot be scaled); nil writes them to standard error.
 	Warn func(string)
+	// NetFDs holds the tap descriptors offered for the archive's nets
+	// (--net-fd, or SCM_RIGHTS with vm.restore). Restore takes ownership
+	// of the set: it binds every descriptor to its device, checking each
+	// (fdmap.Set.Bind), or closes them all; nil offers none. A net that
+	// chsnap opened by tap name and for which no descriptor is offered is
+	// reopened by name.
+	NetFDs *fdmap.Set
+	// NetNS is the network namespace (a path such as /proc/PID/ns/net) in
+	// which taps are reopened by name; empty means chsnap's own.
+	NetNS string
 }
 
 // Restore rebuilds a VM from an archive read from r, ready to Run. Every
@@ -47,8 +59,18 @@ func Restore(r io.Reader, opt RestoreOptions) (_ *VM, err error) {
 			v.abort()
 		}
 	}()
-	st, _, err := readArchive(r, opt.Progress, opt.DiskPaths, func(cfg Config) (*memdump.Memory, error) {
+	set := opt.NetFDs
+	if set == nil {
+		set = &fdmap.Set{}
+	}
+	defer set.Close() // closes nothing once Bind has run
+	st, _, err := readArchive(r, opt.Progress, opt.DiskPaths, func(cfg Config, nets []netRecord) (*memdump.Memory, error) {
 		cfg.KVMDevice, cfg.SerialOut, cfg.SerialIn = opt.KVMDevice, opt.SerialOut, opt.SerialIn
+		// Every tap is bound and checked before /dev/kvm is touched: a
+		// refused descriptor starts nothing.
+		if err := bindNets(&cfg, nets, set, opt.NetNS); err != nil {
+			return nil, err
+		}
 		var err error
 		if v, err = newMachine(cfg); err != nil {
 			return nil, err
@@ -134,7 +156,7 @@ func VerifyArchive(r io.Reader) (*ArchiveReport, error) {
 			mem.Close()
 		}
 	}()
-	st, stats, err := readArchive(r, nil, nil, func(cfg Config) (*memdump.Memory, error) {
+	st, stats, err := readArchive(r, nil, nil, func(cfg Config, _ []netRecord) (*memdump.Memory, error) {
 		var err error
 		mem, err = memdump.New("chsnap-verify", cfg.Memory)
 		return mem, err
@@ -152,7 +174,7 @@ func VerifyArchive(r io.Reader) (*ArchiveReport, error) {
 // readArchive reads and checks every section of an archive. When the config
 // section arrives it calls newMem to get guest memory of the right size (a
 // VM's, or a scratch one) and loads the memory sections into it.
-func readArchive(r io.Reader, progress func(done, total uint64), diskPaths map[string]string, newMem func(Config) (*memdump.Memory, error)) (_ *savedState, _ memdump.DumpStats, err error) {
+func readArchive(r io.Reader, progress func(done, total uint64), diskPaths map[string]string, newMem func(Config, []netRecord) (*memdump.Memory, error)) (_ *savedState, _ memdump.DumpStats, err error) {
 	var stats memdump.DumpStats
 	ar, err := formats.NewReader(r)
 	if err != nil {
@@ -212,12 +234,23 @@ func readArchive(r io.Reader, progress func(done, total uint64), diskPaths map[s
 					return nil, stats, fmt.Errorf("%w: --disk %s: the archive has no disk %s", errNotRestorable, id, id)
 				}
 			}
+			for _, n := range st.Config.Nets {
+				mac, err := net.ParseMAC(n.MAC)
+				if err != nil {
+					return nil, stats, fmt.Errorf("config section: net %s: %w", n.ID, err)
+				}
+				if n.FDs != 1 {
+					return nil, stats, fmt.Errorf("%w: net %s needs %d tap fds; this chsnap supports 1", errNotRestorable, n.ID, n.FDs)
+				}
+				st.Nets = append(st.Nets, netSaved{Record: n})
+				cfg.Nets = append(cfg.Nets, NetConfig{ID: n.ID, MAC: mac, TapName: n.Tap})
+			}
 			if err := cfg.Validate(); err != nil {
 				return nil, stats, fmt.Errorf("config section: %w", err)
 			}
-			haveDevice = make([]bool, numDevices+len(st.Disks))
+			haveDevice = make([]bool, numDevices+len(st.Disks)+len(st.Nets))
 			cfg.Kernel = nil
-			mem, err := newMem(cfg)
+			mem, err := newMem(cfg, st.Config.Nets)
 			if err != nil {
 				return nil, stats, err
 			}
@@ -281,13 +314,7 @@ func readArchive(r io.Reader, progress func(done, total uint64), diskPaths map[s
 	}
 	for i, ok := range haveDevice {
 		if !ok {
-			name := fmt.Sprint(i)
-			if i < numDevices {
-				name = deviceNames[i]
-			} else {
-				name = st.Disks[i-numDevices].Record.ID
-			}
-			return nil, stats, fmt.Errorf("%w: no state for device %s", errNotRestorable, name)
+			return nil, stats, fmt.Errorf("%w: no state for device %s", errNotRestorable, st.deviceName(i))
 		}
 	}
 	stats, err = loader.Finish()
@@ -333,6 +360,7 @@ func checkResources(r hostResourcesSection) error {
 		switch {
 		case res.Kind == "serial-console" && res.FDs == 0:
 		case res.Kind == "disk" && res.FDs == 0:
+		case res.Kind == "net" && res.FDs == 1:
 		default:
 			return fmt.Errorf("%w: host resource %q of kind %q with %d fds is not supported", errNotRestorable, res.Device, res.Kind, res.FDs)
 		}

@@ -161,6 +161,12 @@ func (v *VM) captureLocked() (*savedState, error) {
 		st.Disks = append(st.Disks, diskSaved{Record: rec, Transport: vd.transport.State(), Block: vd.block.State()})
 		st.Resources.Resources = append(st.Resources.Resources, hostResource{Device: vd.cfg.ID, Kind: "disk", FDs: 0})
 	}
+	for _, vn := range v.dev.nets {
+		rec := vn.record()
+		st.Config.Nets = append(st.Config.Nets, rec)
+		st.Nets = append(st.Nets, netSaved{Record: rec, Transport: vn.transport.State(), Net: vn.net.State()})
+		st.Resources.Resources = append(st.Resources.Resources, hostResource{Device: rec.ID, Kind: "net", FDs: rec.FDs})
+	}
 	st.Serial = v.dev.serial.State()
 	st.I8042 = v.dev.i8042.State()
 	st.CMOS = v.dev.cmos.State()
@@ -262,6 +268,15 @@ func writeArchive(w io.Writer, st *savedState, mem *memdump.Memory, progress fun
 			return err
 		}
 		if err := aw.WriteSection(formats.KindDevice, uint32(numDevices+i), b); err != nil {
+			return err
+		}
+	}
+	for i := range st.Nets {
+		b, err := st.encodeNet(i)
+		if err != nil {
+			return err
+		}
+		if err := aw.WriteSection(formats.KindDevice, uint32(numDevices+len(st.Disks)+i), b); err != nil {
 			return err
 		}
 	}

@@ -28,6 +28,9 @@ type configSection struct {
 	// Topology is the vCPU topology (format 1.1); absent means the default,
 	// one package of cpus cores.
 	Topology *Topology `json:"topology,omitempty"`
+	// Nets are the virtio-net devices, in device order after the disks
+	// (format 1.2).
+	Nets []netRecord `json:"nets,omitempty"`
 }
 
 // diskRecord is a disk as the config section records it: where it was and
@@ -117,6 +120,7 @@ type savedState struct {
 	CMOS      devstate.CMOSState
 	Power     devstate.PowerState
 	Disks     []diskSaved
+	Nets      []netSaved
 }
 
 // deviceStates returns the device sections' payload states in id order.
@@ -144,8 +148,51 @@ func (s *savedState) encodeDisk(i int) ([]byte, error) {
 	return json.Marshal(deviceSection{ID: d.Record.ID, State: st})
 }
 
+// encodeNet returns the KindDevice payload for net i (device id
+// numDevices+len(Disks)+i).
+func (s *savedState) encodeNet(i int) ([]byte, error) {
+	n := &s.Nets[i]
+	st, err := json.Marshal(netDeviceState{Transport: n.Transport, Net: n.Net})
+	if err != nil {
+		return nil, fmt.Errorf("encode net %s state: %w", n.Record.ID, err)
+	}
+	return json.Marshal(deviceSection{ID: n.Record.ID, State: st})
+}
+
+// deviceName names device section id in messages.
+func (s *savedState) deviceName(id int) string {
+	switch {
+	case id < numDevices:
+		return deviceNames[id]
+	case id < numDevices+len(s.Disks):
+		return s.Disks[id-numDevices].Record.ID
+	case id < numDevices+len(s.Disks)+len(s.Nets):
+		return s.Nets[id-numDevices-len(s.Disks)].Record.ID
+	}
+	return fmt.Sprint(id)
+}
+
 // decodeDevice fills device id's state from a KindDevice payload.
 func (s *savedState) decodeDevice(id uint32, payload []byte) error {
+	if int64(id) >= int64(numDevices+len(s.Disks)) {
+		i := int(int64(id) - int64(numDevices+len(s.Disks)))
+		if i >= len(s.Nets) {
+			return fmt.Errorf("device section %d: unknown device", id)
+		}
+		var d deviceSection
+		if err := strictUnmarshal(payload, &d); err != nil {
+			return fmt.Errorf("device section %d: %w", id, err)
+		}
+		if d.ID != s.Nets[i].Record.ID {
+			return fmt.Errorf("device section %d: names %q, want net %q", id, d.ID, s.Nets[i].Record.ID)
+		}
+		var ns netDeviceState
+		if err := strictUnmarshal(d.State, &ns); err != nil {
+			return fmt.Errorf("net %s: %w", d.ID, err)
+		}
+		s.Nets[i].Transport, s.Nets[i].Net = ns.Transport, ns.Net
+		return nil
+	}
 	if id >= numDevices {
 		i := int(id) - numDevices
 		if i >= len(s.Disks) {

@@ -102,6 +102,7 @@ type VM struct {
 // released.
 func New(cfg Config) (_ *VM, err error) {
 	if err := cfg.Validate(); err != nil {
+		closeNetTaps(cfg.Nets)
 		return nil, err
 	}
 	v, err := newMachine(cfg)
@@ -215,6 +216,7 @@ func (v *VM) Run() (ExitReason, error) {
 	close(v.start)
 	v.pauseMu.Lock()
 	if !v.paused {
+		v.dev.startNets()
 		v.kickLocked()
 	}
 	v.pauseMu.Unlock()
@@ -292,6 +294,7 @@ func (v *VM) Pause(timeout time.Duration) error {
 		close(v.resume)
 		return err
 	}
+	v.dev.stopNets()
 	v.paused = true
 	return nil
 }
@@ -307,13 +310,16 @@ func (v *VM) Resume() error {
 		return nil
 	}
 	v.restored = nil // the guest runs again: its state moves on
+	v.dev.startNets()
 	v.kickLocked()
 	close(v.resume)
 	v.paused = false
 	return nil
 }
 
-// kickLocked kicks every queue of every virtio device once after a restore.
+// kickLocked kicks every queue of every virtio device once after a restore,
+// and asks each net's driver to announce itself (VIRTIO_NET_F_GUEST_ANNOUNCE)
+// so that switches learn where its MAC went.
 // Preconditions: pauseMu held.
 func (v *VM) kickLocked() {
 	if !v.kickPending {
@@ -323,6 +329,14 @@ func (v *VM) kickLocked() {
 	for _, d := range v.dev.disks {
 		for q := range d.transport.NumQueues() {
 			d.transport.Notify(q)
+		}
+	}
+	for _, n := range v.dev.nets {
+		for q := range n.transport.NumQueues() {
+			n.transport.Notify(q)
+		}
+		if _, err := n.net.Announce(); err != nil {
+			v.logf("net %s: announce: %v", n.cfg.ID, err)
 		}
 	}
 }
@@ -405,6 +419,7 @@ func (v *VM) release() error {
 	if v.dev != nil {
 		errs = append(errs, v.dev.close())
 	}
+	closeNetTaps(v.cfg.Nets) // the VM owns them (NetConfig.Tap)
 	if v.kvm != nil {
 		errs = append(errs, v.kvm.Close())
 	}

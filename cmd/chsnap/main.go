@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -73,7 +74,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
 	err := app.Run(interspersed(app, args))
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", programName, err)
+		// One line, whatever the error: several refusals (errors.Join) are
+		// separated by "; ".
+		fmt.Fprintf(stderr, "%s: %s\n", programName, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; "))
 	}
 	return exitCode(err)
 }

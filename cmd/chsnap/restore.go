@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/chsnap/chsnap/fdmap"
 	"github.com/chsnap/chsnap/vm"
 	"github.com/chsnap/chsnap/vm/api"
 )
@@ -22,7 +23,12 @@ func restoreCommand() *cli.Command {
 			"from standard input. With no archive, chsnap starts with only its API socket\n" +
 			"and waits for PUT /api/v1/vm.restore (Cloud Hypervisor's RestoreConfig: the\n" +
 			"VM stays paused unless \"resume\": true).\n\n" +
+			"Network devices get their taps again: --net-fd ID=FD binds an inherited\n" +
+			"descriptor (each is checked: a tap, IFF_VNET_HDR as saved); nets that were run\n" +
+			"with tap=NAME are reopened by name (in --netns) when no fd is given. Through the\n" +
+			"API the descriptors come as SCM_RIGHTS with vm.restore and its \"net_fds\" list.\n\n" +
 			"Examples:\n   chsnap restore vm.snap --name web1\n" +
+			"   chsnap restore vm.snap --net-fd net0=3 3<>/dev/tap7\n" +
 			"   chsnap restore --api-socket /tmp/vmm.sock &\n" +
 			"   curl --unix-socket /tmp/vmm.sock -X PUT http://localhost/api/v1/vm.restore \\\n" +
 			"        -d '{\"source_url\": \"file:///srv/vm.snap\", \"resume\": true}'",
@@ -31,6 +37,8 @@ func restoreCommand() *cli.Command {
 			&cli.BoolFlag{Name: "allow-cpu-mismatch", Usage: "restore even if this host lacks CPU features the guest saw (listed as warnings); the guest may then fault"},
 			serialFlag(),
 			diskOverrideFlag(),
+			netFDFlag(),
+			netnsFlag(),
 			kvmDeviceFlag(),
 		}, apiSocketFlags()...),
 		Action:       restoreAction,
@@ -55,9 +63,29 @@ func restoreAction(c *cli.Context) error {
 	if err != nil {
 		return usagef("%w", err)
 	}
+	for _, s := range c.StringSlice("net-fd") {
+		if _, _, err := fdmap.ParseNetFD(s); err != nil {
+			return usagef("%w", err)
+		}
+	}
 	if name == "" {
+		if len(c.StringSlice("net-fd")) > 0 {
+			return usagef("--net-fd needs an archive; with vm.restore send the fds over the API socket (SCM_RIGHTS)")
+		}
 		return serveEmpty(c, serial, sock)
 	}
+	// The inherited descriptors are taken first, so that whatever fails
+	// next closes them (vm.Restore owns the set).
+	netFDs, err := netFDSet(c.StringSlice("net-fd"))
+	if err != nil {
+		return err
+	}
+	handed := false
+	defer func() {
+		if !handed {
+			netFDs.Close()
+		}
+	}()
 	var (
 		in    io.Reader
 		total uint64
@@ -88,7 +116,10 @@ func restoreAction(c *cli.Context) error {
 		return err
 	}
 	defer sink.close()
+	handed = true
 	m, err := vm.Restore(&countingReader{r: in, p: prog}, vm.RestoreOptions{
+		NetFDs:           netFDs,
+		NetNS:            c.String("netns"),
 		KVMDevice:        c.String("kvm-device"),
 		SerialOut:        sink.out,
 		SerialIn:         sink.in,
@@ -108,6 +139,7 @@ func restoreAction(c *cli.Context) error {
 		Memory:  api.MemoryConfig{Size: cfg.Memory},
 		Payload: api.PayloadConfig{Kernel: cfg.KernelPath, Cmdline: cfg.Cmdline},
 		Disks:   diskInfo(cfg.Disks),
+		Net:     netInfo(cfg.Nets),
 	}
 	return serveAndRun(c, newController(m, info), sock)
 }
@@ -123,6 +155,7 @@ func serveEmpty(c *cli.Context, serial serialSpec, sock string) error {
 	ctl.restoreOpt = vm.RestoreOptions{
 		KVMDevice: c.String("kvm-device"), SerialOut: sink.out, SerialIn: sink.in,
 		AllowCPUMismatch: c.Bool("allow-cpu-mismatch"), Warn: warner(c),
+		NetNS: c.String("netns"),
 	}
 	return serveAndRun(c, ctl, sock)
 }

@@ -32,7 +32,9 @@ func runCommand() *cli.Command {
 		Description: "Boots a kernel (a bzImage, or an ELF vmlinux with a PVH entry note) on KVM.\n" +
 			"With no --kernel it boots the bundled test guest. The run ends with status 0\n" +
 			"when the guest powers off or reboots.\n\n" +
-			"Example:\n   chsnap run --cpus 2 --memory 1G --kernel vmlinuz --initrd initrd.img",
+			"Examples:\n   chsnap run --cpus 2 --memory 1G --kernel vmlinuz --initrd initrd.img\n" +
+			"   chsnap run --net id=net0,tap=tap0 --netns /var/run/netns/lab\n" +
+			"   chsnap run --net id=net0,fd=3 3<>/dev/tap7   # a macvtap opened by the caller",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "kernel", Usage: "kernel image: bzImage or PVH vmlinux (default: the bundled test guest)", TakesFile: true},
 			&cli.StringFlag{Name: "initrd", Usage: "initial ramdisk to load", TakesFile: true},
@@ -41,6 +43,8 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "memory", Usage: "guest RAM, e.g. 512M or 2G (binary units; a bare number is MiB)", Value: vm.FormatSize(vm.DefaultMemory)},
 			serialFlag(),
 			diskFlag(),
+			netFlag(),
+			netnsFlag(),
 			kvmDeviceFlag(),
 		}, apiSocketFlags()...),
 		Action:       runAction,
@@ -82,6 +86,18 @@ func runAction(c *cli.Context) error {
 		}
 		cfg.Disks = append(cfg.Disks, d)
 	}
+	nets, err := parseNets(c.StringSlice("net"))
+	if err != nil {
+		return usagef("%w", err)
+	}
+	for _, n := range nets {
+		// ids and MACs are checked here, before any descriptor is taken.
+		probe.Nets = append(probe.Nets, vm.NetConfig{ID: n.id, MAC: n.mac})
+	}
+	probe.Disks = cfg.Disks
+	if err := probe.Validate(); err != nil {
+		return usagef("%w", err)
+	}
 
 	// Read and check every input file before touching /dev/kvm.
 	kernelPath := c.String("kernel")
@@ -108,6 +124,10 @@ func runAction(c *cli.Context) error {
 	if err := checkDisks(cfg.Disks); err != nil {
 		return err
 	}
+	// The taps last: from here vm.New owns them, failing or not.
+	if cfg.Nets, err = netConfigs(nets, c.String("netns")); err != nil {
+		return err
+	}
 	if isPVMHost() && !bytes.Contains(cfg.Kernel, guestMarker) {
 		fmt.Fprintln(c.App.ErrWriter, "chsnap: note: this host's KVM is kvm_pvm, which emulates guest ring-0 code (~1M instructions/s): a stock kernel only gets through its early boot here")
 	}
@@ -129,6 +149,7 @@ func runAction(c *cli.Context) error {
 		Memory:  api.MemoryConfig{Size: cfg.Memory},
 		Payload: api.PayloadConfig{Kernel: c.String("kernel"), Cmdline: cfg.Cmdline, Initramfs: c.String("initrd")},
 		Disks:   diskInfo(cfg.Disks),
+		Net:     netInfo(m.Config().Nets),
 	}
 	if err := serveAndRun(c, newController(m, info), sock); err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/chsnap/chsnap/fdmap"
 	"github.com/chsnap/chsnap/vm"
 	"github.com/chsnap/chsnap/vm/api"
 )
@@ -124,9 +125,24 @@ func (c *controller) Shutdown() error {
 
 // Restore serves vm.restore: it builds the VM from the archive at path and
 // hands it to serveAndRun. Like Cloud Hypervisor, the VM stays paused unless
-// cfg.Resume. Network fds are not supported yet: chsnap has no network
-// devices, so any net_fds entry names a device the archive cannot have.
-func (c *controller) Restore(path string, cfg api.RestoreConfig) error {
+// cfg.Resume. files, the descriptors sent with the request, are split among
+// cfg.NetFDs and bound to the archive's nets by vm.Restore, which closes any
+// it does not use.
+func (c *controller) Restore(path string, cfg api.RestoreConfig, files []*os.File) error {
+	set := &fdmap.Set{}
+	list := make([]fdmap.NetFDs, len(cfg.NetFDs))
+	for i, n := range cfg.NetFDs {
+		list[i] = fdmap.NetFDs{ID: n.ID, NumFDs: n.NumFDs}
+	}
+	if err := set.AddRequest(list, files); err != nil {
+		return err
+	}
+	handed := false
+	defer func() {
+		if !handed {
+			set.Close()
+		}
+	}()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m != nil {
@@ -137,9 +153,6 @@ func (c *controller) Restore(path string, cfg api.RestoreConfig) error {
 		return api.StateErrorf("this VMM is shutting down")
 	default:
 	}
-	if len(cfg.NetFDs) > 0 {
-		return fmt.Errorf("net_fds: the archive has no network device %q (chsnap has no network devices yet)", cfg.NetFDs[0].ID)
-	}
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("archive: %w", err)
@@ -147,6 +160,8 @@ func (c *controller) Restore(path string, cfg api.RestoreConfig) error {
 	defer f.Close()
 	opt := c.restoreOpt
 	opt.Paused = !cfg.Resume
+	opt.NetFDs = set
+	handed = true
 	m, err := vm.Restore(f, opt)
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", path, err)
@@ -158,6 +173,7 @@ func (c *controller) Restore(path string, cfg api.RestoreConfig) error {
 		Memory:  api.MemoryConfig{Size: cfgv.Memory},
 		Payload: api.PayloadConfig{Kernel: cfgv.KernelPath, Cmdline: cfgv.Cmdline},
 		Disks:   diskInfo(cfgv.Disks),
+		Net:     netInfo(cfgv.Nets),
 	}
 	c.started <- m
 	return nil

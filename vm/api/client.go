@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,10 +11,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/chsnap/chsnap/fdmap"
 )
 
 // Client calls a chsnap (or Cloud Hypervisor) API socket. Its methods are
@@ -250,4 +254,61 @@ func responseError(op string, resp *http.Response) error {
 		msg = resp.Status
 	}
 	return &Error{Op: op, StatusCode: resp.StatusCode, Message: msg}
+}
+
+// Restore asks an empty VMM (one started with only its API socket) to
+// restore the archive cfg.SourceURL names (PUT vm.restore). files are the
+// tap descriptors for cfg.NetFDs, in order; they travel with the request's
+// first bytes as SCM_RIGHTS, as Cloud Hypervisor's API takes them. Restore
+// borrows files: the VMM gets duplicates and the caller closes its own.
+func (c *Client) Restore(ctx context.Context, cfg RestoreConfig, files []*os.File) error {
+	if len(files) == 0 {
+		return c.call(ctx, http.MethodPut, OpRestore, cfg, nil)
+	}
+	body, err := json.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("%s: encode request: %w", OpRestore, err)
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.socket)
+	if err != nil {
+		return c.connError(OpRestore, &net.OpError{Op: "dial", Net: "unix", Err: err})
+	}
+	defer conn.Close()
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return fmt.Errorf("%s: %s is not a Unix socket", OpRestore, c.socket)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		uc.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { uc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, "http://localhost"+Prefix+OpRestore, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("%s: %w", OpRestore, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Close = true
+	var wire bytes.Buffer
+	if err := req.Write(&wire); err != nil {
+		return fmt.Errorf("%s: encode request: %w", OpRestore, err)
+	}
+	if err := fdmap.SendFDs(uc, wire.Bytes(), files); err != nil {
+		return fmt.Errorf("%s: send to %s: %w", OpRestore, c.socket, err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(uc), req)
+	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return fmt.Errorf("%s: read answer from %s: %w", OpRestore, c.socket, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return responseError(OpRestore, resp)
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, MaxBodySize))
+	return nil
 }

@@ -1,8 +1,13 @@
 package api
 
 import (
+	"context"
 	"errors"
+	"io"
+	"os"
+	"strings"
 	"testing"
+	"time"
 )
 
 // restoringFake is a Controller that can also restore.
@@ -10,10 +15,15 @@ type restoringFake struct {
 	*fakeController
 	restored []string
 	cfgs     []RestoreConfig
+	files    []int
 	err      error
 }
 
-func (r *restoringFake) Restore(path string, cfg RestoreConfig) error {
+func (r *restoringFake) Restore(path string, cfg RestoreConfig, files []*os.File) error {
+	r.files = append(r.files, len(files))
+	for _, f := range files {
+		f.Close()
+	}
 	if r.err != nil {
 		return r.err
 	}
@@ -49,4 +59,82 @@ func TestRestoreRoute(t *testing.T) {
 	if r.status != 400 {
 		t.Errorf("non-file source_url: status %d", r.status)
 	}
+}
+
+// TestRestoreCarriesFDs sends descriptors with vm.restore through
+// Client.Restore (SCM_RIGHTS) and checks the Restorer gets them, in order,
+// with the net_fds list; descriptors sent with another request are closed.
+func TestRestoreCarriesFDs(t *testing.T) {
+	var got []*os.File
+	f := &fdRestorer{fakeController: newFake(), take: func(files []*os.File) { got = files }}
+	s := startServer(t, f)
+	r1, w1, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r1.Close()
+	defer w1.Close()
+	r2, w2, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	defer w2.Close()
+	cfg := RestoreConfig{SourceURL: "file:///snaps/vm.snap", NetFDs: []RestoredNetConfig{{ID: "net0", NumFDs: 1}, {ID: "net1", NumFDs: 1}}}
+	if err := NewClient(s.path).Restore(context.Background(), cfg, []*os.File{w1, w2}); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if len(got) != 2 || len(f.cfg.NetFDs) != 2 || f.cfg.NetFDs[1].ID != "net1" {
+		t.Fatalf("restorer got %d files and %+v", len(got), f.cfg)
+	}
+	// The received descriptors are the pipes' write ends, in order.
+	for i, pair := range []struct{ r, w *os.File }{{r1, w1}, {r2, w2}} {
+		msg := []byte{'a' + byte(i)}
+		if _, err := got[i].Write(msg); err != nil {
+			t.Fatalf("write to received fd %d: %v", i, err)
+		}
+		got[i].Close()
+		buf := make([]byte, 1)
+		if _, err := pair.r.Read(buf); err != nil || buf[0] != msg[0] {
+			t.Errorf("pipe %d read %q, %v; want %q", i, buf, err, msg)
+		}
+	}
+
+	// A refused restore closes what it was sent: the pipe's only other
+	// write end is ours, so after closing it the reader sees EOF.
+	f.err = errors.New("net_fds: refused")
+	r3, w3, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r3.Close()
+	err = NewClient(s.path).Restore(context.Background(), cfg, []*os.File{w3, w3})
+	if err == nil || !strings.Contains(err.Error(), "net_fds: refused") {
+		t.Errorf("refused Restore: %v", err)
+	}
+	w3.Close()
+	r3.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := r3.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Errorf("after a refused restore the sent fds are still open somewhere: read %d, %v", n, err)
+	}
+}
+
+// fdRestorer is a Restorer that hands the received files to take.
+type fdRestorer struct {
+	*fakeController
+	take func([]*os.File)
+	cfg  RestoreConfig
+	err  error
+}
+
+func (r *fdRestorer) Restore(path string, cfg RestoreConfig, files []*os.File) error {
+	if r.err != nil {
+		for _, f := range files {
+			f.Close()
+		}
+		return r.err
+	}
+	r.cfg = cfg
+	r.take(files)
+	return nil
 }

@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/chsnap/chsnap/fdmap"
 )
 
 // Prefix is the path every route starts with.
@@ -122,8 +124,12 @@ func (s *Server) Routes() []Route {
 // Serve answers requests on l until Close or Shutdown, and closes l (which,
 // for a listener from Listen, removes the socket file). It returns nil after
 // Close or Shutdown.
+//
+// Descriptors a client sends with SCM_RIGHTS on a request are kept for that
+// request (vm.restore binds them to network devices) and closed otherwise.
 func (s *Server) Serve(l net.Listener) error {
-	err := s.srv.Serve(l)
+	s.srv.ConnContext = fdmap.ConnContext
+	err := s.srv.Serve(fdmap.NewListener(l, maxRequestFDs))
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -210,7 +216,13 @@ func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
 	var cfg RestoreConfig
-	if !decodeBody(w, r, &cfg, true) {
+	ok := decodeBody(w, r, &cfg, true)
+	// Descriptors sent with the request arrived with its first bytes:
+	// they are all here once the body is read. Whatever they are, they are
+	// this handler's to hand on or close.
+	files := fdmap.TakeFDs(r.Context())
+	defer func() { closeFiles(files) }()
+	if !ok {
 		return
 	}
 	if _, err := fileURLPath("source_url", cfg.SourceURL); err != nil {
@@ -229,7 +241,9 @@ func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, _ := fileURLPath("source_url", cfg.SourceURL)
-	if err := rs.Restore(p, cfg); err != nil {
+	handed := files
+	files = nil // Restore owns them now
+	if err := rs.Restore(p, cfg, handed); err != nil {
 		writeControllerError(w, err)
 		return
 	}
@@ -391,6 +405,8 @@ func statusFor(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, ErrNotImplemented):
 		return http.StatusNotImplemented
+	case errors.Is(err, fdmap.ErrBinding), errors.Is(err, fdmap.ErrNotTap), errors.Is(err, fdmap.ErrBadFD):
+		return http.StatusBadRequest
 	}
 	return http.StatusInternalServerError
 }
@@ -419,4 +435,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // oneLine folds a message onto one line (trailers and log lines need it).
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// maxRequestFDs bounds the descriptors one connection may hold: more than
+// any vm.restore needs (fdmap.MaxSCMFDs per message).
+const maxRequestFDs = fdmap.MaxSCMFDs
+
+// closeFiles closes descriptors a request brought and nobody took.
+func closeFiles(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 )
 
 // Controller is the VM as the API server sees it. Package vm implements it;
@@ -35,7 +36,10 @@ type Controller interface {
 type Restorer interface {
 	// Restore rebuilds the VM from the archive at path; it resumes it only
 	// if cfg.Resume (Cloud Hypervisor's semantics: a restored VM is paused).
-	Restore(path string, cfg RestoreConfig) error
+	// files are the descriptors that came with the request (SCM_RIGHTS), to
+	// be split among cfg.NetFDs in order; Restore owns them and closes every
+	// one it does not bind, whatever happens.
+	Restore(path string, cfg RestoreConfig, files []*os.File) error
 }
 
 // SnapshotOptions tunes a snapshot.
@@ -74,6 +78,8 @@ type VMConfigInfo struct {
 	Payload PayloadConfig `json:"payload"`
 	// Disks are the virtio-blk disks.
 	Disks []DiskConfig `json:"disks,omitempty"`
+	// Net are the virtio-net devices.
+	Net []NetConfig `json:"net,omitempty"`
 }
 
 // DiskConfig is the part of Cloud Hypervisor's DiskConfig that chsnap has.
@@ -84,6 +90,18 @@ type DiskConfig struct {
 	ReadOnly bool `json:"readonly,omitempty"`
 	// ID names the disk.
 	ID string `json:"id,omitempty"`
+}
+
+// NetConfig is the part of Cloud Hypervisor's NetConfig that chsnap has.
+type NetConfig struct {
+	// ID names the device (as in --net-fd ID=FD).
+	ID string `json:"id"`
+	// Tap is the tap's name when chsnap opened it by name.
+	Tap string `json:"tap,omitempty"`
+	// MAC is the guest's address.
+	MAC string `json:"mac"`
+	// NumQueues counts the device's rx and tx queues.
+	NumQueues int `json:"num_queues,omitempty"`
 }
 
 // CPUsConfig is Cloud Hypervisor's CpusConfig (boot and max only).

@@ -1,0 +1,249 @@
+package vm
+
+import (
+	"crypto/rand"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+
+	"github.com/chsnap/chsnap/devstate"
+	"github.com/chsnap/chsnap/fdmap"
+)
+
+// NetConfig is one virtio-net device on a tap.
+type NetConfig struct {
+	// ID names the device in the archive, in errors and in --net-fd ID=FD:
+	// 1 to fdmap.MaxIDLen of [A-Za-z0-9_-], unique among nets and disks.
+	ID string
+	// MAC is the guest's Ethernet address: unicast, not all zeros. Nil
+	// means a random locally administered one (RandomMAC).
+	MAC net.HardwareAddr
+	// Tap is the tap or macvtap descriptor. The VM owns it from the call to
+	// New (or Restore) on, failed calls included, and closes it once.
+	Tap *os.File
+	// TapName is set when chsnap opened the tap by name (--net tap=NAME):
+	// a restore given no fd for the device reopens it by that name.
+	TapName string
+}
+
+// RandomMAC returns a random unicast, locally administered MAC address.
+func RandomMAC() (net.HardwareAddr, error) {
+	mac := make(net.HardwareAddr, 6)
+	if _, err := rand.Read(mac); err != nil {
+		return nil, fmt.Errorf("random MAC: %w", err)
+	}
+	mac[0] = mac[0]&^0x01 | 0x02
+	return mac, nil
+}
+
+// validateNets checks the nets' ids and MACs, and that ids are unique
+// among nets and disks (both name device sections in the archive).
+func validateNets(nets []NetConfig, disks []DiskConfig) error {
+	if len(nets)+len(disks) > maxVirtioDevices {
+		return fmt.Errorf("%w: %d disks and %d nets, at most %d virtio devices in all", ErrConfig, len(disks), len(nets), maxVirtioDevices)
+	}
+	seen := map[string]bool{}
+	for _, d := range disks {
+		seen[d.ID] = true
+	}
+	for _, name := range deviceNames {
+		seen[name] = true
+	}
+	for _, n := range nets {
+		if !fdmap.ValidID(n.ID) {
+			return fmt.Errorf("%w: net id %q: use 1 to %d letters, digits, - or _", ErrConfig, n.ID, fdmap.MaxIDLen)
+		}
+		if seen[n.ID] {
+			return fmt.Errorf("%w: net id %q is already the id of another device", ErrConfig, n.ID)
+		}
+		seen[n.ID] = true
+		if n.MAC != nil {
+			if err := checkMAC(n.MAC); err != nil {
+				return fmt.Errorf("%w: net %s: %w", ErrConfig, n.ID, err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkMAC refuses an address a guest NIC cannot have.
+func checkMAC(mac net.HardwareAddr) error {
+	switch {
+	case len(mac) != 6:
+		return fmt.Errorf("mac %s is not a 6-byte Ethernet address", mac)
+	case mac[0]&1 != 0:
+		return fmt.Errorf("mac %s is a multicast address", mac)
+	case slices.Equal(mac, make(net.HardwareAddr, 6)):
+		return fmt.Errorf("mac %s is all zeros", mac)
+	}
+	return nil
+}
+
+// closeNetTaps closes the taps of nets: the VM's way of keeping its
+// ownership promise when it fails before its devices own them.
+func closeNetTaps(nets []NetConfig) {
+	for i := range nets {
+		if nets[i].Tap != nil {
+			nets[i].Tap.Close()
+			nets[i].Tap = nil
+		}
+	}
+}
+
+// virtioNet is one virtio-net device and its transport.
+type virtioNet struct {
+	cfg       NetConfig
+	flags     uint32 // IFF_* flags of the tap, as TUNGETIFF gave them
+	net       *devstate.VirtioNet
+	transport *devstate.VirtioMMIO
+}
+
+// netRecord is a net as the config section records it (format 1.2).
+type netRecord struct {
+	ID  string `json:"id"`
+	MAC string `json:"mac"`
+	// Tap is the interface name when chsnap opened the tap by name, so a
+	// restore can reopen it; empty for a tap given as an fd.
+	Tap string `json:"tap,omitempty"`
+	// Flags are the IFF_* flags TUNGETIFF reported; a restore needs a tap
+	// with the same IFF_VNET_HDR.
+	Flags uint32 `json:"flags"`
+	// FDs is the number of tap descriptors (queue pairs) the device needs.
+	FDs int `json:"fds"`
+}
+
+// netSaved is one net's saved state.
+type netSaved struct {
+	Record    netRecord
+	Transport devstate.VirtioMMIOState
+	Net       devstate.VirtioNetState
+}
+
+// netDeviceState is the state field of a net's KindDevice section.
+type netDeviceState struct {
+	Transport devstate.VirtioMMIOState `json:"transport"`
+	Net       devstate.VirtioNetState  `json:"net"`
+}
+
+// addNets puts a virtio-net device on a virtio-mmio transport for every
+// configured net, after the disks' slots, fresh or from saved state (saved
+// nil). The taps stay the VM's (closed by VM.release), not the devices'.
+func (d *devices) addNets(v *VM, saved []netSaved) error {
+	for i := range v.cfg.Nets {
+		cfg := &v.cfg.Nets[i]
+		if cfg.Tap == nil {
+			return fmt.Errorf("net %s: no tap", cfg.ID)
+		}
+		info, err := fdmap.InspectTap(cfg.Tap)
+		if err != nil {
+			return fmt.Errorf("net %s: %w", cfg.ID, err)
+		}
+		vn := &virtioNet{cfg: *cfg, flags: info.Flags}
+		tap := cfg.Tap
+		deps := devstate.VirtioNetDeps{
+			Tap:     tap,
+			VnetHdr: info.Flags&fdmap.FlagVnetHdr != 0,
+			ID:      cfg.ID,
+		}
+		if deps.VnetHdr {
+			deps.Configure = func(hdrLen int, offloads uint32) error { return fdmap.ConfigureTap(tap, hdrLen, offloads) }
+		}
+		base, gsi := virtioSlot(len(v.cfg.Disks) + i)
+		tdeps := devstate.VirtioMMIODeps{Base: base, Mem: v.mem, IRQ: irqLine{v.kvm, gsi}}
+		if saved == nil {
+			mac := cfg.MAC
+			if mac == nil {
+				if mac, err = RandomMAC(); err != nil {
+					return fmt.Errorf("net %s: %w", cfg.ID, err)
+				}
+				cfg.MAC = mac
+				vn.cfg.MAC = mac
+			}
+			if vn.net, err = devstate.NewVirtioNet(deps, mac); err != nil {
+				return fmt.Errorf("net %s: %w", cfg.ID, err)
+			}
+			d.nets = append(d.nets, vn) // from here close stops it
+			tdeps.Device = vn.net
+			if vn.transport, err = devstate.NewVirtioMMIO(tdeps); err != nil {
+				return fmt.Errorf("net %s: %w", cfg.ID, err)
+			}
+		} else {
+			s := &saved[i]
+			if s.Net.MAC != s.Record.MAC {
+				return fmt.Errorf("net %s: the device state has MAC %s, the config %s", cfg.ID, s.Net.MAC, s.Record.MAC)
+			}
+			if vn.net, err = devstate.RestoreVirtioNet(s.Net, deps); err != nil {
+				return fmt.Errorf("restore net %s: %w", cfg.ID, err)
+			}
+			d.nets = append(d.nets, vn)
+			tdeps.Device = vn.net
+			if vn.transport, err = devstate.RestoreVirtioMMIO(s.Transport, tdeps); err != nil {
+				return fmt.Errorf("restore net %s: %w", cfg.ID, err)
+			}
+		}
+		d.mmio.add(base, devstate.VirtioMMIOSize, vn.transport)
+	}
+	return nil
+}
+
+// record is what the archive keeps about the net.
+func (vn *virtioNet) record() netRecord {
+	return netRecord{ID: vn.cfg.ID, MAC: vn.cfg.MAC.String(), Tap: vn.cfg.TapName, Flags: vn.flags, FDs: 1}
+}
+
+// netWants lists the nets of an archive that need descriptors from the
+// caller: every net the set offers fds for, and every net that chsnap
+// cannot reopen itself (one given as an fd). The others are reopened by
+// tap name in netnsPath.
+func netWants(recs []netRecord, set *fdmap.Set) (want []fdmap.Want, reopen []int) {
+	for i, r := range recs {
+		if r.Tap != "" && !set.Offered(r.ID) {
+			reopen = append(reopen, i)
+			continue
+		}
+		want = append(want, fdmap.Want{ID: r.ID, NumFDs: r.FDs, Flags: r.Flags})
+	}
+	return want, reopen
+}
+
+// bindNets supplies the taps of an archive's nets to cfg.Nets (built from
+// recs, in the same order): the descriptors offered in set, bound by
+// fdmap.Set.Bind with all its checks, and taps reopened by name. On error
+// no tap is left open and the set is empty.
+func bindNets(cfg *Config, recs []netRecord, set *fdmap.Set, netnsPath string) (err error) {
+	defer func() {
+		if err != nil {
+			closeNetTaps(cfg.Nets)
+		}
+	}()
+	want, reopen := netWants(recs, set)
+	bound, err := set.Bind(want)
+	if err != nil {
+		return err
+	}
+	for id, files := range bound {
+		i := slices.IndexFunc(recs, func(r netRecord) bool { return r.ID == id })
+		if i < 0 || len(files) != 1 {
+			for _, f := range files {
+				f.Close()
+			}
+			return fmt.Errorf("net %s: bound %d fds to an unknown device", id, len(files))
+		}
+		if cfg.Nets[i].Tap, err = fdmap.Pollable(files[0]); err != nil {
+			return fmt.Errorf("net %s: %w", id, err)
+		}
+	}
+	for _, i := range reopen {
+		r := recs[i]
+		f, err := fdmap.OpenTap(r.Tap, netnsPath)
+		if err != nil {
+			return fmt.Errorf("net %s: reopen %w (or pass its fd with --net-fd %s=FD)", r.ID, err, r.ID)
+		}
+		cfg.Nets[i].Tap = f
+		if _, err := fdmap.CheckTap(f, r.Flags); err != nil {
+			return fmt.Errorf("net %s: %w", r.ID, err)
+		}
+	}
+	return nil
+}
