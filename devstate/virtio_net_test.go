@@ -118,6 +118,13 @@ func netDeps(t testing.TB, vnet bool) (VirtioNetDeps, *os.File, *fakeConfigure) 
 func newNetHarness(t testing.TB, vnet bool, acked uint64) *netHarness {
 	t.Helper()
 	deps, peer, cfg := netDeps(t, vnet)
+	return newNetHarnessDeps(t, deps, peer, cfg, acked)
+}
+
+// newNetHarnessDeps is newNetHarness over the given tap; peer and cfg may
+// be nil.
+func newNetHarnessDeps(t testing.TB, deps VirtioNetDeps, peer *os.File, cfg *fakeConfigure, acked uint64) *netHarness {
+	t.Helper()
 	mac, _ := net.ParseMAC(netMACText)
 	n, err := NewVirtioNet(deps, mac)
 	if err != nil {
