@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -430,4 +431,41 @@ func (s *Set) Offered(id string) bool {
 		}
 	}
 	return false
+}
+
+// IDs lists the device ids descriptors were offered for, in the order they
+// were added, each once.
+func (s *Set) IDs() []string {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []string
+	for _, o := range s.offers {
+		if !slices.Contains(ids, o.id) {
+			ids = append(ids, o.id)
+		}
+	}
+	return ids
+}
+
+// Describe names the descriptors offered for id, as "fd 5", "fds 5, 6" or
+// "received fd 9", for messages; "no fds" when none were.
+func (s *Set) Describe(id string) string {
+	if s == nil {
+		return "no fds"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var parts []string
+	for _, o := range s.offers {
+		if o.id == id {
+			parts = append(parts, describe(o))
+		}
+	}
+	if len(parts) == 0 {
+		return "no fds"
+	}
+	return strings.Join(parts, " and ")
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/chsnap/chsnap/devstate"
 	"github.com/chsnap/chsnap/fdmap"
@@ -217,6 +218,24 @@ func bindNets(cfg *Config, recs []netRecord, set *fdmap.Set, netnsPath string) (
 			closeNetTaps(cfg.Nets)
 		}
 	}()
+	var unknown []string
+	for _, id := range set.IDs() {
+		if !slices.ContainsFunc(recs, func(r netRecord) bool { return r.ID == id }) {
+			unknown = append(unknown, fmt.Sprintf("%s (%s)", id, set.Describe(id)))
+		}
+	}
+	if len(unknown) > 0 {
+		set.Close()
+		have := "none"
+		if len(recs) > 0 {
+			ids := make([]string, len(recs))
+			for i, r := range recs {
+				ids[i] = r.ID
+			}
+			have = strings.Join(ids, ", ")
+		}
+		return fmt.Errorf("%w: %s given, but the archive has no such net (its nets: %s)", fdmap.ErrBinding, strings.Join(unknown, ", "), have)
+	}
 	want, reopen := netWants(recs, set)
 	bound, err := set.Bind(want)
 	if err != nil {

@@ -127,3 +127,26 @@ func TestNetWants(t *testing.T) {
 		t.Errorf("netWants = %+v, reopen %v", want, reopen)
 	}
 }
+
+// TestBindNetsUnknownID refuses fds for a net the archive does not have,
+// naming the id and the fd, and closes them.
+func TestBindNetsUnknownID(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	set := &fdmap.Set{}
+	set.AddReceived("nosuch", []*os.File{w})
+	cfg := Config{Nets: []NetConfig{{ID: "net0", TapName: "tap0"}}}
+	err = bindNets(&cfg, []netRecord{{ID: "net0", Tap: "tap0", FDs: 1}}, set, "")
+	if !errors.Is(err, fdmap.ErrBinding) || !strings.Contains(err.Error(), "nosuch (received fd ") || !strings.Contains(err.Error(), "its nets: net0") {
+		t.Errorf("bindNets: %v", err)
+	}
+	if n, err := r.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Errorf("the refused fd is still open: read %d, %v", n, err)
+	}
+	if cfg.Nets[0].Tap != nil {
+		t.Errorf("a tap was opened for a refused restore")
+	}
+}
