@@ -53,6 +53,7 @@ extern u64 lapic_base;		/* xAPIC MMIO base, from the MADT */
 extern u32 ap_next_slot;	/* next free CPU slot; APs claim it in head.S */
 extern u8 *boot_params;		/* as handed over by the loader */
 extern u64 mapped_top;		/* end of the identity map */
+extern volatile u64 idle_wake;	/* bumped by serial input and net interrupts */
 
 /* ---- uart.c ---- */
 void uart_init(void);			/* ring 3 */
@@ -142,6 +143,11 @@ void mem_verify(char *reply, usize n);
 /* ---- fillmix.c (ring 3) ---- */
 int cmd_fillmix(int argc, char **argv, char *reply, usize n);
 void mem_fillmix_verify(char *reply, usize n);
+
+/* ---- virtio_net.c, net.c (see virtio_net.h) ---- */
+void net_init(void);			/* ring 3, at boot */
+int net_poll(void);			/* ring 3: work done, 0 when idle */
+void net_isr(void);			/* ring 0, VEC_NET */
 
 /* ---- shell.c (ring 3) ---- */
 void shell_run(void);

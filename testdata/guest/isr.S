@@ -1,7 +1,7 @@
 /*
  * isr.S: interrupt and exception entry stubs.
  *
- * Exceptions and the UART interrupt go through trap_common, which saves the
+ * Exceptions and the UART and net interrupts go through trap_common, which saves the
  * registers as a struct trap_frame and calls trap() in kernel.c. The timer
  * and spurious vectors have tiny stubs of their own because they fire often
  * and ring-0 instructions are expensive under kvm_pvm.
@@ -54,6 +54,7 @@ STUB 29, 1
 STUB 30, 1
 STUB 31, 0
 STUB 0x41, 0
+STUB 0x42, 0
 
 	.section .rodata
 	.balign 8

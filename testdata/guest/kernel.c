@@ -33,10 +33,11 @@ extern u64 gdt[];
 extern u64 pml4[], pdpt[], pd[];
 extern u8 kstacks[], ustacks[];
 extern u64 isr_exception_table[];
-extern void isr_timer(void), isr_spurious(void), isr_0x41(void);
+extern void isr_timer(void), isr_spurious(void), isr_0x41(void), isr_0x42(void);
 extern void enter_user(void (*fn)(u64), u64 stack_top, u64 arg) __attribute__((noreturn));
 
 volatile u64 ticks;
+volatile u64 idle_wake;
 u64 lapic_base = 0xfee00000;
 u32 ap_next_slot = 1;
 u8 *boot_params;
@@ -134,6 +135,7 @@ static void idt_init(void)
 		set_gate(v, isr_exception_table[v]);
 	set_gate(VEC_TIMER, (u64)isr_timer);
 	set_gate(VEC_UART, (u64)isr_0x41);
+	set_gate(VEC_NET, (u64)isr_0x42);
 	set_gate(VEC_SPURIOUS, (u64)isr_spurious);
 	idt_desc.limit = sizeof(idt) - 1;
 	idt_desc.base = (u64)idt;
@@ -269,6 +271,11 @@ void trap(struct trap_frame *f)
 {
 	if (f->vector == VEC_UART) {
 		uart_isr();
+		mmio_write32(lapic_base + 0xb0, 0);	/* EOI */
+		return;
+	}
+	if (f->vector == VEC_NET) {
+		net_isr();
 		mmio_write32(lapic_base + 0xb0, 0);	/* EOI */
 		return;
 	}

@@ -24,6 +24,7 @@ void bsp_user_main(u64 unused)
 	      bootinfo.ram_bytes >> 20, bootinfo.free_bytes >> 20, acpi.found ? acpi.oem_id : "none",
 	      (u64)acpi.ncpus, (u64)TIMER_HZ, timer_bus_hz / 1000000);
 	print("cmdline: %s\r\n", bootinfo.cmdline);
+	net_init();
 	smp_boot();
 	print("chsnap-guest ready cpus=%u\r\n", (u64)cpus_online);
 	shell_run();

@@ -13,11 +13,13 @@
  *   fillmix MIB SEED     fillmix ok MIB         (fillmix.c; or error ...)
  *   verify               verify ok | verify bad 0xADDR | verify none
  *   blk, blkwrite, ...   virtio-blk commands (blkcmd.c)
+ *   ip [DEV] ADDR/PREFIX, net   virtio-net commands (net.c)
  *   poweroff, reboot     the VM ends; no reply
  *   anything else        error ...
  */
 #include "guest.h"
 #include "virtio_blk.h"
+#include "virtio_net.h"
 
 int topo_command(int argc, char **argv);	/* topo.c: topo, caches */
 
@@ -71,7 +73,7 @@ static void run(char *line)
 		return;
 	const char *cmd = argv[0];
 	if (strcmp(cmd, "help") == 0 && argc == 1) {
-		reply("help: cpus echo TEXT ticks mem fill MIB SEED verify blk blkwrite blkverify blkread blkflush blkbench poweroff reboot help");
+		reply("help: cpus echo TEXT ticks mem fill MIB SEED verify blk blkwrite blkverify blkread blkflush blkbench ip net poweroff reboot help");
 	} else if (strcmp(cmd, "cpus") == 0 && argc == 1) {
 		fmt(out, sizeof(out), "cpus %u", (u64)cpus_online);
 		reply(out);
@@ -99,6 +101,7 @@ static void run(char *line)
 	} else if (blk_command(argc, argv)) {
 		/* blk, blkwrite, blkverify, blkread, blkflush: blkcmd.c replied */
 	} else if (blkbench_command(argc, argv)) {	/* blkbench.c replied */
+	} else if (net_command(argc, argv)) {	/* ip, net: net.c replied */
 	} else if (strcmp(cmd, "poweroff") == 0 && argc == 1) {
 		poweroff();
 	} else if (strcmp(cmd, "reboot") == 0 && argc == 1) {

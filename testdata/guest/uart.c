@@ -136,6 +136,7 @@ void uart_isr(void)
 				}
 				rx_buf[rx_head % RX_SIZE] = (char)kinb(COM1 + RBR);
 				rx_head = rx_head + 1;
+				idle_wake = idle_wake + 1;
 			}
 			break;
 		case 0x02: {	/* THR empty */
@@ -192,11 +193,32 @@ void uart_flush(void)
 		sys_wait(&tx_on, 1);
 }
 
+/*
+ * uart_getc waits for a byte and meanwhile serves the net devices: it
+ * sleeps on idle_wake, which serial input and net interrupts bump, and
+ * runs net_poll on every wake. idle_wake is read before the checks, so an
+ * interrupt after them makes sys_wait return at once. After net activity
+ * it polls for a bounded while before sleeping (a ping often follows a
+ * ping).
+ */
 int uart_getc(void)
 {
-	u64 head;
-	while ((head = rx_head) == rx_tail)
-		sys_wait(&rx_head, head);
+	u32 spin = 0;
+	while (rx_head == rx_tail) {
+		u64 w = READ_ONCE(idle_wake);
+		if (net_poll()) {
+			spin = 20000;
+			continue;
+		}
+		if (rx_head != rx_tail)
+			break;
+		if (spin) {
+			spin--;
+			cpu_relax();
+			continue;
+		}
+		sys_wait(&idle_wake, w);
+	}
 	char c = rx_buf[rx_tail % RX_SIZE];
 	rx_tail = rx_tail + 1;
 	if (rx_paused && rx_head - rx_tail <= RX_SIZE / 2)

@@ -152,6 +152,11 @@ static void set_status(struct virtio_dev *d, u32 bit)
 
 int virtio_negotiate(struct virtio_dev *d, u64 wanted)
 {
+	return virtio_negotiate_fix(d, wanted, NULL);
+}
+
+int virtio_negotiate_fix(struct virtio_dev *d, u64 wanted, u64 (*fix)(u64 accept))
+{
 	virtio_write(d, VIRTIO_MMIO_STATUS, 0);	/* reset */
 	for (int i = 0; virtio_read(d, VIRTIO_MMIO_STATUS) != 0; i++) {
 		if (i == 1000000) {
@@ -173,6 +178,8 @@ int virtio_negotiate(struct virtio_dev *d, u64 wanted)
 		return -1;
 	}
 	u64 accept = (offered & wanted) | VIRTIO_F_VERSION_1;
+	if (fix)
+		accept = fix(accept) | VIRTIO_F_VERSION_1;
 	virtio_write(d, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
 	virtio_write(d, VIRTIO_MMIO_DRIVER_FEATURES, (u32)accept);
 	virtio_write(d, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);

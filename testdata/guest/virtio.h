@@ -158,6 +158,13 @@ u32 virtio_scan(void);
 int virtio_negotiate(struct virtio_dev *d, u64 wanted);
 
 /*
+ * virtio_negotiate_fix is virtio_negotiate with a hook that may drop bits
+ * from the accepted set (offered & wanted) before it is written, for
+ * features that depend on others (virtio-net's GUEST_ANNOUNCE needs CTRL_VQ).
+ */
+int virtio_negotiate_fix(struct virtio_dev *d, u64 wanted, u64 (*fix)(u64 accept));
+
+/*
  * virtq_setup selects queue index, sizes it (at most max entries, a power
  * of 2, no more than QueueNumMax), lays it out in mem (VIRTQ_BYTES(max)
  * bytes, zeroed here) and makes it ready. Device interrupts for the queue
