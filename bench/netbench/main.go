@@ -212,7 +212,11 @@ func onePass(c config, vmm string) (runResult, error) {
 	}
 	e := newEchoer(env.sock, c.size)
 	if err := waitEcho(env, e, arpTimeout); err != nil {
-		return r, err
+		// The guest's counters tell whether frames reached it at all.
+		if l, nerr := p.Command("net", `^(net |error)`, 10*time.Second); nerr == nil {
+			return r, fmt.Errorf("%w; %s; guest says %q", err, env.tapStats(), l.Text)
+		}
+		return r, fmt.Errorf("%w; %s", err, env.tapStats())
 	}
 	if _, err := e.measureLatency(c.warmup, c.lossAfter); err != nil {
 		return r, fmt.Errorf("warm-up: %w", err)
@@ -261,6 +265,7 @@ func checkGuestNet(p *vmcon.Proc) error {
 // echoed nothing.
 func waitEcho(env *netEnv, e *echoer, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
+	arp := false // the guest's address was resolved at some point
 	for time.Now().Before(deadline) {
 		_, ok, err := e.roundTrip(200 * time.Millisecond)
 		if err != nil {
@@ -269,9 +274,10 @@ func waitEcho(env *netEnv, e *echoer, limit time.Duration) error {
 		if ok {
 			return nil
 		}
+		arp = arp || resolved(env.guestNeighbour())
 	}
-	if state := env.guestNeighbour(); !resolved(state) {
-		return fmt.Errorf("guest did not answer ARP for %v within %v (host neighbour entry %s)", guestAddr.Addr(), limit, state)
+	if !arp {
+		return fmt.Errorf("guest did not answer ARP for %v within %v (host neighbour entry %s)", guestAddr.Addr(), limit, env.guestNeighbour())
 	}
 	return fmt.Errorf("guest answered ARP but no UDP echo on %v port %d within %v", guestAddr.Addr(), echoPort, limit)
 }

@@ -143,6 +143,16 @@ func (env *netEnv) guestNeighbour() string {
 	return "none"
 }
 
+// tapStats describes the tap's frame counters from the host side.
+func (env *netEnv) tapStats() string {
+	link, err := env.nl.LinkByIndex(env.link)
+	if err != nil || link.Attrs().Statistics == nil {
+		return fmt.Sprintf("tap counters unknown (%v)", err)
+	}
+	st := link.Attrs().Statistics
+	return fmt.Sprintf("tap %s sent %d frames to the VMM (%d dropped), got %d from it", tapName, st.TxPackets, st.TxDropped, st.RxPackets)
+}
+
 // resolved reports whether the neighbour state names a resolved address.
 func resolved(state string) bool {
 	for _, s := range []string{"REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP"} {
