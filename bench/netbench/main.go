@@ -171,16 +171,17 @@ func (c config) command(vmm string) *exec.Cmd {
 	}
 	// QEMU 7.2 microvm describes virtio-mmio transports to the guest only
 	// in the DSDT when ACPI is on, so the command-line word the test guest
-	// reads is passed here: transport 0 at 0xfeb00000, GSI 24 (the first
-	// pin of microvm's second I/O APIC, where its transports' interrupts
-	// start).
+	// reads is passed here: transport 1 at 0xfeb00200, GSI 25 on microvm's
+	// second I/O APIC. Not transport 0: QEMU's I/O APIC model delivers
+	// input 0 on pin 2, so the interrupt-driven guest driver would never
+	// see GSI 24 (testdata/guest/README.md).
 	cmd := exec.Command(c.qemu, "-M", "microvm", "-accel", c.accel, "-cpu", cpu, "-smp", "1", "-m", c.memory,
 		"-nodefaults", "-no-user-config", "-nographic", "-serial", "stdio", "-no-reboot",
 		"-kernel", c.guest,
-		"-append", defaultCmdline+" virtio_mmio.device=512@0xfeb00000:24 "+guestWords,
+		"-append", defaultCmdline+" virtio_mmio.device=512@0xfeb00200:25 "+guestWords,
 		"-global", "virtio-mmio.force-legacy=false",
 		"-netdev", "tap,id=n0,fd=3,vhost=off",
-		"-device", "virtio-net-device,netdev=n0,bus=virtio-mmio-bus.0,mac="+guestMAC)
+		"-device", "virtio-net-device,netdev=n0,bus=virtio-mmio-bus.1,mac="+guestMAC)
 	cmd.Args = append(cmd.Args, c.qemuExtra...)
 	return cmd
 }

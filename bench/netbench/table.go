@@ -36,7 +36,11 @@ func ratio(a, b float64) string {
 
 // printTable prints the medians of each VMM and the ratio chsnap/QEMU.
 func printTable(w io.Writer, c config, results map[string][]runResult) {
-	fmt.Fprintf(w, "UDP echo, host to guest and back, through virtio-net on a tap; %d-byte payloads; median of %d runs\n", c.size, c.runs)
+	runs := "median of %d runs"
+	if c.runs == 1 {
+		runs = "%d run"
+	}
+	fmt.Fprintf(w, "UDP echo, host to guest and back, through virtio-net on a tap; %d-byte payloads; "+runs+"\n", c.size, c.runs)
 	fmt.Fprintf(w, "latency: %d sequential round trips after %d warm-up; rate: %d requests in flight for %v\n",
 		c.count, c.warmup, c.window, c.duration)
 	if c.accel != "kvm" {
