@@ -79,8 +79,12 @@ func newNS(t *testing.T) *testNS {
 			return err
 		}
 		n.h = h
-		n.nl, err = netlink.NewHandle()
-		return err
+		// Only rtnetlink: the default families include XFRM, whose
+		// module a minimal kernel (the nested runner's) may lack.
+		if n.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+			return fmt.Errorf("netlink socket in the new namespace: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
 		if n.h.IsOpen() {
