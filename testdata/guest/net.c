@@ -193,6 +193,10 @@ static void ipv4_input(struct net_dev *n, const u8 *src, const u8 *ip, u32 len, 
 		return;
 	}
 	u32 from = get32(ip + 12);
+	if (from == 0 || from == 0xffffffffu || (from >> 28) == 0xe) {	/* never answer these */
+		n->drops++;
+		return;
+	}
 	const u8 *p = ip + hl;
 	u32 plen = total - hl;
 	if (plen > NET_MTU - 20) {	/* the reply (no options) must fit the MTU */
