@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -126,6 +127,16 @@ func TestNetPingUDP(t *testing.T) {
 		}
 		if after["announce"] != "0" {
 			t.Errorf("announce:%s on a fresh boot, want 0", after["announce"])
+		}
+		// The driver took the MAC from the device and agreed to be told to
+		// announce itself after a restore.
+		feat, err := strconv.ParseUint(strings.TrimPrefix(after["features"], "0x"), 16, 64)
+		if err != nil {
+			t.Errorf("net: features %q: %v", after["features"], err)
+		}
+		const featMAC, featAnnounce = 1 << 5, 1 << 21 // VIRTIO_NET_F_MAC, VIRTIO_NET_F_GUEST_ANNOUNCE
+		if feat&featMAC == 0 || feat&featAnnounce == 0 {
+			t.Errorf("net: features %#x lack VIRTIO_NET_F_MAC or VIRTIO_NET_F_GUEST_ANNOUNCE", feat)
 		}
 		p.send(t, "poweroff")
 		if st := p.wait(t, 30*time.Second); st != 0 {
@@ -433,7 +444,7 @@ func TestNetFDLeaks(t *testing.T) {
 		snap := filepath.Join(dir, "vm.snap")
 		pid := p.cmd.Process.Pid
 		chsnapOK(t, "save", "--api-socket", sock, snap) // lazily opened fds open now
-		base := settleFDs(t, pid, -1)
+		base := stableFDs(t, pid)
 		list := listProcFDs(pid)
 		start := time.Now()
 		for i := 1; i <= 50; i++ {
@@ -474,7 +485,7 @@ func TestNetFDLeaks(t *testing.T) {
 		// A first refused request (no such archive), so fds the server
 		// opens lazily are open before the count is taken.
 		restoreWithFDs(t, vmm, `{"source_url":"file://`+filepath.Join(dir, "missing.snap")+`"}`, nil)
-		base := settleFDs(t, pid, -1)
+		base := stableFDs(t, pid)
 		list := listProcFDs(pid)
 		src := `"source_url":"file://` + snap + `"`
 		one := `{` + src + `,"net_fds":[{"id":"net0","num_fds":1}],"resume":true}`

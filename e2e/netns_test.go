@@ -614,3 +614,19 @@ func attrs(name string, parent int, hw net.HardwareAddr) netlink.LinkAttrs {
 	a.Name, a.ParentIndex, a.HardwareAddr = name, parent, hw
 	return a
 }
+
+// stableFDs returns process pid's descriptor count once two reads 200 ms
+// apart agree (at most 5 s), for a baseline.
+func stableFDs(t *testing.T, pid int) int {
+	t.Helper()
+	n := procFDs(t, pid)
+	for i := 0; i < 25; i++ {
+		time.Sleep(200 * time.Millisecond)
+		m := procFDs(t, pid)
+		if m == n {
+			break
+		}
+		n = m
+	}
+	return n
+}
