@@ -46,6 +46,7 @@ const (
 	VirtioNetHdrLen = 12
 
 	netHdrFNeedsCsum = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
+	netHdrFDataValid = 2 // VIRTIO_NET_HDR_F_DATA_VALID
 	netHdrGSONone    = 0 // VIRTIO_NET_HDR_GSO_NONE
 	netHdrGSOTCPv4   = 1 // VIRTIO_NET_HDR_GSO_TCPV4
 	netHdrGSOTCPv6   = 4 // VIRTIO_NET_HDR_GSO_TCPV6
@@ -159,7 +160,8 @@ var ErrVirtioNet = errors.New("devstate: virtio-net")
 // Transmit and control requests are served synchronously in Notify, on the
 // vCPU thread. A transmit chain that is not a plain readable buffer of a
 // header plus 14 to VirtioNetMaxFrame bytes is returned unsent and counted
-// in TxDropped, as is a frame the tap refuses (writes never block); only a
+// in TxDropped, as is one whose header asks for an offload the driver did
+// not negotiate, or a frame the tap refuses (writes never block); only a
 // ring the queue itself refuses (ErrVirtqueue) fails the device.
 //
 // Receive runs on one goroutine per active, started device. It reads a
@@ -170,9 +172,9 @@ var ErrVirtioNet = errors.New("devstate: virtio-net")
 // A chain with readable buffers on the receive queue fails the device.
 //
 // Start and Stop gate everything that touches guest memory: a new or
-// restored device is stopped; while stopped, Notify only records nothing
-// and Start serves the transmit and control queues and starts the receive
-// goroutine. When Stop returns, nothing writes guest memory or raises an
+// restored device is stopped; while stopped, Notify does nothing, and Start
+// serves the transmit and control queues (whatever the driver queued
+// meanwhile) and starts the receive goroutine. When Stop returns, nothing writes guest memory or raises an
 // interrupt until Start. A frame held at Stop is delivered after Start.
 //
 // Lock order: life, then mu. Methods are safe for concurrent use.
@@ -551,7 +553,7 @@ func (n *VirtioNet) transmitLocked(c *Chain) {
 		return
 	}
 	p := n.txBuf[:c.ReadableLen]
-	if _, err := c.ReadAt(p, 0); err != nil {
+	if _, err := c.ReadAt(p, 0); err != nil || !n.txHeaderOK(p) {
 		n.stats.txDropped.Add(1)
 		return
 	}
@@ -566,6 +568,31 @@ func (n *VirtioNet) transmitLocked(c *Chain) {
 	}
 	n.stats.txFrames.Add(1)
 	n.stats.txBytes.Add(c.ReadableLen - VirtioNetHdrLen)
+}
+
+// txHeaderOK reports whether a transmit header asks only for offloads the
+// driver negotiated (§5.1.6.2.1): NEEDS_CSUM needs CSUM, a TCP segmentation
+// type needs HOST_TSO4 or HOST_TSO6, the ECN bit HOST_ECN; any other GSO
+// type (UDP) was never offered. Without a vnet header none was offered, so
+// only a plain header passes: a partial checksum would leave the tap wrong.
+func (n *VirtioNet) txHeaderOK(hdr []byte) bool {
+	f := n.ctx.Features
+	if hdr[0]&netHdrFNeedsCsum != 0 && f&netFCsum == 0 {
+		return false
+	}
+	gso := hdr[1]
+	if gso&netHdrGSOECN != 0 && f&netFHostECN == 0 {
+		return false
+	}
+	switch gso &^ netHdrGSOECN {
+	case netHdrGSONone:
+		return gso == netHdrGSONone
+	case netHdrGSOTCPv4:
+		return f&netFHostTSO4 != 0
+	case netHdrGSOTCPv6:
+		return f&netFHostTSO6 != 0
+	}
+	return false
 }
 
 // writeTap writes one frame without waiting: a full tap drops it.
@@ -794,13 +821,19 @@ func (n *VirtioNet) readTap(wait bool) (got bool, err error) {
 }
 
 // rxHeaderOK reports whether the tap's header asks only for what the
-// driver accepted: the tap was configured so, and this guards a tap
-// configured otherwise by someone else.
+// driver accepted (the tap was configured so; this guards against a tap
+// configured otherwise by someone else), and clears the flags the driver
+// may not see: all of them without GUEST_CSUM (§5.1.6.4.1), else all but
+// NEEDS_CSUM and DATA_VALID.
 func (n *VirtioNet) rxHeaderOK(hdr []byte) bool {
 	f := n.ctx.Features
-	if hdr[0]&netHdrFNeedsCsum != 0 && f&netFGuestCsum == 0 {
-		return false
+	if f&netFGuestCsum == 0 {
+		if hdr[0]&netHdrFNeedsCsum != 0 {
+			return false // a partial checksum the driver cannot finish
+		}
+		hdr[0] = 0
 	}
+	hdr[0] &= netHdrFNeedsCsum | netHdrFDataValid
 	gso := hdr[1]
 	switch gso &^ netHdrGSOECN {
 	case netHdrGSONone:

@@ -393,9 +393,14 @@ func TestVirtioNetTransmit(t *testing.T) {
 		h := newNetHarness(t, vnet, allNetFeatures)
 		h.n.Start()
 		f := frame(100, 1)
-		hdr := netHdr(netHdrFNeedsCsum, 0, 7)
-		binary.LittleEndian.PutUint16(hdr[6:], 34) // csum_start
-		binary.LittleEndian.PutUint16(hdr[8:], 16) // csum_offset
+		hdr := netHdr(0, 0, 7)
+		if vnet {
+			hdr = netHdr(netHdrFNeedsCsum, netHdrGSOTCPv4|netHdrGSOECN, 7)
+			binary.LittleEndian.PutUint16(hdr[2:], 54)   // hdr_len
+			binary.LittleEndian.PutUint16(hdr[4:], 1448) // gso_size
+			binary.LittleEndian.PutUint16(hdr[6:], 34)   // csum_start
+			binary.LittleEndian.PutUint16(hdr[8:], 16)   // csum_offset
+		}
 		// Header and frame split across buffers anywhere.
 		h.send(buf{data: hdr[:5]}, buf{data: append(bytes.Clone(hdr[5:]), f[:20]...)}, buf{data: f[20:]})
 		got := h.peerRead()
@@ -440,13 +445,43 @@ func TestVirtioNetTransmitBadChains(t *testing.T) {
 	if h.failed() {
 		t.Fatalf("device failed on droppable chains: %v", h.tr.Err())
 	}
+	// Offloads not negotiated: dropped.
+	for _, hd := range [][]byte{
+		netHdr(netHdrFNeedsCsum, 0, 0), // CSUM not offered without a vnet header
+		netHdr(0, netHdrGSOTCPv4, 0),
+		netHdr(0, netHdrGSOECN, 0),
+		netHdr(0, 3, 0), // VIRTIO_NET_HDR_GSO_UDP
+	} {
+		h.send(buf{data: hd}, buf{data: frame(60, 9)})
+	}
+	h.waitUsed(netTxQ, 8)
+	h.peerEmpty()
+	if s := h.n.Stats(); s.TxDropped != 7 {
+		t.Errorf("headers asking for offloads not negotiated: stats %+v, want 7 dropped", s)
+	}
+	// With a vnet header, each offload needs its own feature.
+	hv := newNetHarness(t, true, allNetFeatures&^(netFHostTSO6|netFHostECN))
+	hv.n.Start()
+	for _, hd := range [][]byte{netHdr(0, netHdrGSOTCPv6, 0), netHdr(netHdrFNeedsCsum, netHdrGSOTCPv4|netHdrGSOECN, 0)} {
+		hv.send(buf{data: hd}, buf{data: frame(60, 9)})
+	}
+	hv.send(buf{data: netHdr(netHdrFNeedsCsum, netHdrGSOTCPv4, 0)}, buf{data: frame(60, 9)})
+	hv.waitUsed(netTxQ, 3)
+	if got := hv.peerRead(); !bytes.Equal(got[VirtioNetHdrLen:], frame(60, 9)) || got[1] != netHdrGSOTCPv4 {
+		t.Errorf("TSO4 frame: % x", got[:VirtioNetHdrLen])
+	}
+	hv.peerEmpty()
+	if s := hv.n.Stats(); s.TxDropped != 2 || s.TxFrames != 1 {
+		t.Errorf("vnet offload checks: stats %+v", s)
+	}
+
 	// A write the tap refuses drops the frame; the device lives on.
 	if err := unix.Shutdown(int(h.fdOf(h.tap)), unix.SHUT_WR); err != nil {
 		t.Fatal(err)
 	}
 	h.send(buf{data: hdr}, buf{data: frame(60, 3)})
-	h.waitUsed(netTxQ, 5)
-	if s := h.n.Stats(); s.TxDropped != 4 || h.failed() {
+	h.waitUsed(netTxQ, 9)
+	if s := h.n.Stats(); s.TxDropped != 8 || h.failed() {
 		t.Errorf("after a refused write: stats %+v, failed %v", s, h.failed())
 	}
 	// A descriptor outside guest memory is a broken ring: the device fails.
@@ -503,6 +538,44 @@ func TestVirtioNetReceiveSingle(t *testing.T) {
 		if !h.irq.level() {
 			t.Error("no interrupt after receive")
 		}
+	}
+}
+
+func TestVirtioNetReceiveHeaderChecks(t *testing.T) {
+	// Without GUEST_CSUM the flags are cleared, and a partial checksum or
+	// a GSO frame is dropped.
+	h := newNetHarness(t, true, FeatureVersion1|netFMrgRxbuf)
+	h.n.Start()
+	h.post(2048, 2048, 2048, 2048)
+	for _, hd := range [][]byte{
+		netHdr(netHdrFNeedsCsum, 0, 0),
+		netHdr(0, netHdrGSOTCPv4, 0),
+		netHdr(netHdrFDataValid|4, 0, 0), // DATA_VALID and RSC_INFO: cleared
+	} {
+		h.peerWrite(append(hd, frame(60, 4)...))
+	}
+	h.waitUsed(netRxQ, 1)
+	h.waitStats("two drops", func(s VirtioNetStats) bool { return s.RxDropped == 2 })
+	if _, data := h.used(netRxQ, 0); !bytes.Equal(data, append(netHdr(0, 0, 1), frame(60, 4)...)) {
+		t.Errorf("header % x, want flags cleared", data[:VirtioNetHdrLen])
+	}
+	// With GUEST_CSUM and GUEST_TSO4 (not TSO6, not ECN).
+	h = newNetHarness(t, true, FeatureVersion1|netFMrgRxbuf|netFGuestCsum|netFGuestTSO4)
+	h.n.Start()
+	h.post(2048, 2048, 2048, 2048)
+	for _, hd := range [][]byte{
+		netHdr(netHdrFNeedsCsum|4, netHdrGSOTCPv4, 0), // delivered, RSC_INFO cleared
+		netHdr(netHdrFNeedsCsum, netHdrGSOTCPv6, 0),
+		netHdr(netHdrFNeedsCsum, netHdrGSOTCPv4|netHdrGSOECN, 0),
+		netHdr(0, netHdrGSOECN, 0),
+		netHdr(0, 3, 0), // UDP
+	} {
+		h.peerWrite(append(hd, frame(60, 5)...))
+	}
+	h.waitUsed(netRxQ, 1)
+	h.waitStats("four drops", func(s VirtioNetStats) bool { return s.RxDropped == 4 })
+	if _, data := h.used(netRxQ, 0); !bytes.Equal(data[:2], []byte{netHdrFNeedsCsum, netHdrGSOTCPv4}) {
+		t.Errorf("header % x", data[:VirtioNetHdrLen])
 	}
 }
 
