@@ -447,6 +447,9 @@ func TestNetFDLeaks(t *testing.T) {
 		base := stableFDs(t, pid)
 		list := listProcFDs(pid)
 		start := time.Now()
+		// UDP echoes all along: frames in flight while a save pauses the
+		// guest may be delayed or lost, never altered.
+		stream := ns.startEchoStream(t, guestIP, 20*time.Millisecond, 5000)
 		for i := 1; i <= 50; i++ {
 			chsnapOK(t, "save", "--api-socket", sock, snap)
 			if i%10 == 0 {
@@ -459,6 +462,14 @@ func TestNetFDLeaks(t *testing.T) {
 			}
 		}
 		t.Logf("50 saves in %v; chsnap holds %d fds throughout", time.Since(start).Round(time.Millisecond), base)
+		sent, got, wrong, first := stream.stopEcho()
+		t.Logf("UDP echoes during the saves: %d sent, %d answered, %d wrong", sent, got, wrong)
+		if wrong != 0 {
+			t.Errorf("%d UDP echo answers during the saves were not copies of what was sent (first: %s)", wrong, first)
+		}
+		if got < sent/2 {
+			t.Errorf("only %d of %d UDP echoes during the saves were answered", got, sent)
+		}
 		if err := ns.udpEchoRetry(guestIP, []byte("after 50 saves")); err != nil {
 			t.Error(err)
 		}

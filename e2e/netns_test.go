@@ -630,3 +630,88 @@ func stableFDs(t *testing.T, pid int) int {
 	}
 	return n
 }
+
+// echoStream sends numbered UDP datagrams to dst:7 from one socket in the
+// namespace, every gap, until stopped or max are sent, and checks every
+// answer is an exact copy of a datagram it sent (lost ones are counted,
+// not errors: a paused guest may drop some).
+type echoStream struct {
+	c                net.PacketConn
+	stop, done       chan struct{}
+	sent, got, wrong int
+	firstWrong       string
+}
+
+// startEchoStream starts the stream; stopEcho ends it.
+func (n *testNS) startEchoStream(t *testing.T, dst string, gap time.Duration, max int) *echoStream {
+	t.Helper()
+	var c net.PacketConn
+	if err := n.do(func() error {
+		var err error
+		c, err = net.ListenPacket("udp4", "0.0.0.0:0")
+		return err
+	}); err != nil {
+		t.Fatalf("UDP socket in the test namespace: %v", err)
+	}
+	s := &echoStream{c: c, stop: make(chan struct{}), done: make(chan struct{})}
+	to := &net.UDPAddr{IP: net.ParseIP(dst), Port: 7}
+	payload := func(seq int) []byte {
+		b := make([]byte, 64+seq%1024)
+		for i := range b {
+			b[i] = byte(seq*31 + i)
+		}
+		binary.BigEndian.PutUint32(b, uint32(seq))
+		return b
+	}
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		buf := make([]byte, 2048)
+		for {
+			k, _, err := c.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if k < 4 {
+				s.wrong++
+				continue
+			}
+			seq := int(binary.BigEndian.Uint32(buf))
+			if seq >= max || !bytes.Equal(buf[:k], payload(seq)) {
+				s.wrong++
+				if s.firstWrong == "" {
+					s.firstWrong = fmt.Sprintf("%d bytes claiming seq %d", k, seq)
+				}
+				continue
+			}
+			s.got++
+		}
+	}()
+	go func() {
+		defer close(s.done)
+		for seq := 0; seq < max; seq++ {
+			select {
+			case <-s.stop:
+				seq = max
+				continue
+			case <-time.After(gap):
+			}
+			if _, err := c.WriteTo(payload(seq), to); err == nil {
+				s.sent++
+			}
+		}
+		// Let late answers come, then end the reader.
+		time.Sleep(2 * time.Second)
+		c.Close()
+		<-readDone
+	}()
+	return s
+}
+
+// stopEcho stops the stream and returns datagrams sent, answers that were
+// exact copies, and answers that were not (with the first of those).
+func (s *echoStream) stopEcho() (sent, got, wrong int, firstWrong string) {
+	close(s.stop)
+	<-s.done
+	return s.sent, s.got, s.wrong, s.firstWrong
+}
