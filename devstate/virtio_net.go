@@ -151,11 +151,12 @@ var ErrVirtioNet = errors.New("devstate: virtio-net")
 // queue pair and a control queue. It offers VERSION_1, INDIRECT_DESC,
 // EVENT_IDX, MAC, STATUS, CTRL_VQ, GUEST_ANNOUNCE and MRG_RXBUF, and on a
 // tap with a vnet header also CSUM, GUEST_CSUM, GUEST_TSO4/6, GUEST_ECN and
-// HOST_TSO4/6/ECN, whose headers pass between guest and tap unchanged (the
-// kernel checks them). The tap gets TUNSETVNETHDRSZ 12 and the offloads
-// the driver accepted, so the kernel hands the guest only what it can take.
+// HOST_TSO4/6/ECN. The tap gets TUNSETVNETHDRSZ 12 and the offloads the
+// driver accepted, so the kernel hands the guest only what it can take;
+// headers then pass between guest and tap as they are, but for num_buffers
+// and a check, both ways, that they ask only for negotiated offloads.
 // Without a vnet header the device strips the header on transmit and
-// prepends a zero one on receive.
+// prepends a zero one on receive. UFO is not offered (Linux dropped it).
 //
 // Transmit and control requests are served synchronously in Notify, on the
 // vCPU thread. A transmit chain that is not a plain readable buffer of a
@@ -174,8 +175,10 @@ var ErrVirtioNet = errors.New("devstate: virtio-net")
 // Start and Stop gate everything that touches guest memory: a new or
 // restored device is stopped; while stopped, Notify does nothing, and Start
 // serves the transmit and control queues (whatever the driver queued
-// meanwhile) and starts the receive goroutine. When Stop returns, nothing writes guest memory or raises an
-// interrupt until Start. A frame held at Stop is delivered after Start.
+// meanwhile) and starts the receive goroutine. When Stop returns, nothing
+// writes guest memory or raises an interrupt until Start. A frame held at
+// Stop is delivered after Start. The owner calls Close when it drops the
+// device, so that no receive goroutine outlives it.
 //
 // Lock order: life, then mu. Methods are safe for concurrent use.
 type VirtioNet struct {
