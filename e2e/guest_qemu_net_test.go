@@ -549,6 +549,18 @@ func TestGuestQEMUNet(t *testing.T) {
 		}
 		replies[1]++
 	}
+	// Idle at the prompt, the guest sleeps until an interrupt: each device's
+	// must wake it (it has no periodic poll).
+	time.Sleep(500 * time.Millisecond)
+	for dev := range taps {
+		rtt, err := qnetPing(icmpFD, qnetGuest[dev], 0x4242, 100, []byte("after a quiet while"), 2*time.Second)
+		if err != nil {
+			t.Fatalf("idle guest: %v", err)
+		}
+		replies[dev]++
+		t.Logf("ping %s after 500 ms idle: %v", qnetGuest[dev], rtt)
+		time.Sleep(500 * time.Millisecond)
+	}
 	line, devs = qnetGuestStats(t, c, 2)
 	for i, d := range devs {
 		if d.rx < replies[i] || d.tx < replies[i] {

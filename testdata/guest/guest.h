@@ -147,7 +147,8 @@ void mem_fillmix_verify(char *reply, usize n);
 /* ---- virtio_net.c, net.c (see virtio_net.h) ---- */
 void net_init(void);			/* ring 3, at boot */
 int net_poll(void);			/* ring 3: work done, 0 when idle */
-void net_isr(void);			/* ring 0, VEC_NET */
+extern volatile u64 net_irq_count[NET_MAX_DEVS];	/* bumped by isr.S's net stubs */
+extern int net_tick_poll;		/* a device without an IOAPIC route: poll per tick */
 
 /* ---- shell.c (ring 3) ---- */
 void shell_run(void);

@@ -1,10 +1,11 @@
 /*
  * isr.S: interrupt and exception entry stubs.
  *
- * Exceptions and the UART and net interrupts go through trap_common, which saves the
+ * Exceptions and the UART interrupt go through trap_common, which saves the
  * registers as a struct trap_frame and calls trap() in kernel.c. The timer
- * and spurious vectors have tiny stubs of their own because they fire often
- * and ring-0 instructions are expensive under kvm_pvm.
+ * and spurious vectors, and the virtio-net ones, have tiny stubs of their
+ * own because they fire often and ring-0 instructions are expensive under
+ * kvm_pvm.
  */
 #include "layout.h"
 
@@ -54,7 +55,6 @@ STUB 29, 1
 STUB 30, 1
 STUB 31, 0
 STUB 0x41, 0
-STUB 0x42, 0
 
 	.section .rodata
 	.balign 8
@@ -110,6 +110,30 @@ isr_timer:
 	movl $0, 0xb0(%rax)		/* EOI */
 	popq %rax
 	iretq
+
+	/*
+	 * virtio-net device k (vector VEC_NET + k): count the interrupt for
+	 * ring 3, which reads and acknowledges InterruptStatus itself (the pin
+	 * is edge-triggered), wake the idle wait, EOI. Only the BSP takes them.
+	 */
+.macro NETSTUB k
+	.globl isr_net\k
+isr_net\k:
+	incq net_irq_count+8*\k(%rip)
+	incq idle_wake(%rip)
+	pushq %rax
+	movq lapic_base(%rip), %rax
+	movl $0, 0xb0(%rax)		/* EOI */
+	popq %rax
+	iretq
+.endm
+NETSTUB 0
+NETSTUB 1
+NETSTUB 2
+NETSTUB 3
+#if NET_MAX_DEVS != 4
+#error "one NETSTUB per net device"
+#endif
 
 	/* Spurious interrupts take no EOI. */
 	.globl isr_spurious

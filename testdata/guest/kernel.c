@@ -33,7 +33,8 @@ extern u64 gdt[];
 extern u64 pml4[], pdpt[], pd[];
 extern u8 kstacks[], ustacks[];
 extern u64 isr_exception_table[];
-extern void isr_timer(void), isr_spurious(void), isr_0x41(void), isr_0x42(void);
+extern void isr_timer(void), isr_spurious(void), isr_0x41(void);
+extern void isr_net0(void), isr_net1(void), isr_net2(void), isr_net3(void);
 extern void enter_user(void (*fn)(u64), u64 stack_top, u64 arg) __attribute__((noreturn));
 
 volatile u64 ticks;
@@ -135,7 +136,10 @@ static void idt_init(void)
 		set_gate(v, isr_exception_table[v]);
 	set_gate(VEC_TIMER, (u64)isr_timer);
 	set_gate(VEC_UART, (u64)isr_0x41);
-	set_gate(VEC_NET, (u64)isr_0x42);
+	set_gate(VEC_NET + 0, (u64)isr_net0);
+	set_gate(VEC_NET + 1, (u64)isr_net1);
+	set_gate(VEC_NET + 2, (u64)isr_net2);
+	set_gate(VEC_NET + 3, (u64)isr_net3);
 	set_gate(VEC_SPURIOUS, (u64)isr_spurious);
 	idt_desc.limit = sizeof(idt) - 1;
 	idt_desc.base = (u64)idt;
@@ -271,11 +275,6 @@ void trap(struct trap_frame *f)
 {
 	if (f->vector == VEC_UART) {
 		uart_isr();
-		mmio_write32(lapic_base + 0xb0, 0);	/* EOI */
-		return;
-	}
-	if (f->vector == VEC_NET) {
-		net_isr();
 		mmio_write32(lapic_base + 0xb0, 0);	/* EOI */
 		return;
 	}

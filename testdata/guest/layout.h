@@ -26,7 +26,8 @@
 #define VEC_UD		6	/* ud2 from ring 3 = system call */
 #define VEC_TIMER	0x40
 #define VEC_UART	0x41
-#define VEC_NET		0x42	/* every virtio-net device's GSI */
+#define VEC_NET		0x42	/* virtio-net device k's GSI: VEC_NET + k */
+#define NET_MAX_DEVS	4
 #define VEC_SPURIOUS	0xff
 
 /* Real-mode AP trampoline: SIPI vector 0x08 starts APs at 0x8000. */

@@ -199,13 +199,15 @@ void uart_flush(void)
  * runs net_poll on every wake. idle_wake is read before the checks, so an
  * interrupt after them makes sys_wait return at once. After net activity
  * it polls for a bounded while before sleeping (a ping often follows a
- * ping).
+ * ping). With a net device the IOAPIC cannot route, it wakes on every
+ * timer tick instead (serial input then waits for the next tick too).
  */
 int uart_getc(void)
 {
 	u32 spin = 0;
 	while (rx_head == rx_tail) {
-		u64 w = READ_ONCE(idle_wake);
+		const volatile u64 *word = net_tick_poll ? &ticks : &idle_wake;
+		u64 w = *word;
 		if (net_poll()) {
 			spin = 20000;
 			continue;
@@ -217,7 +219,7 @@ int uart_getc(void)
 			cpu_relax();
 			continue;
 		}
-		sys_wait(&idle_wake, w);
+		sys_wait(word, w);
 	}
 	char c = rx_buf[rx_tail % RX_SIZE];
 	rx_tail = rx_tail + 1;

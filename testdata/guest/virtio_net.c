@@ -1,10 +1,13 @@
 /*
  * virtio_net.c: the virtio-net driver (see virtio_net.h and README.md).
  *
- * Ring 3 does all the work; ring 0 only runs net_isr, which acknowledges
- * InterruptStatus (until it reads 0, so the line is low when it EOIs and
- * the next event makes a fresh edge), ORs the bits into net_irq_bits and
- * bumps idle_wake, the word uart_getc sleeps on.
+ * Ring 3 does all the work. Device k's GSI is routed edge-triggered to
+ * vector VEC_NET + k, whose ring-0 stub (isr.S, six instructions) only
+ * bumps net_irq_count[k] and idle_wake (the word uart_getc sleeps on) and
+ * EOIs. net_poll, seeing the count change, reads and acknowledges
+ * InterruptStatus from ring 3 until it reads 0: then the line is low, and
+ * the device's next event makes a fresh edge whether the VMM holds the
+ * line at InterruptStatus != 0 (QEMU) or pulses it.
  *
  * Buffers: every chain is one descriptor, so a chain's head descriptor
  * index names its buffer (rxbufs/txbufs + index * NET_BUF_SIZE) and the
@@ -26,28 +29,11 @@ static u8 ctrl_mem[NET_MAX_DEVS][64] NETMEM;
 
 struct net_dev net_devs[NET_MAX_DEVS];
 u32 net_ndevs;
-volatile u64 net_irq_bits[NET_MAX_DEVS];
-static u64 net_irq_base[NET_MAX_DEVS];	/* MMIO bases for net_isr; 0: none */
+volatile u64 net_irq_count[NET_MAX_DEVS];
+int net_tick_poll;
 
 static inline u8 mmio_read8(u64 a) { return *(volatile u8 *)a; }
 static inline u16 mmio_read16(u64 a) { return *(volatile u16 *)a; }
-
-void net_isr(void)
-{
-	for (u32 i = 0; i < NET_MAX_DEVS; i++) {
-		u64 base = net_irq_base[i];
-		if (!base)
-			continue;
-		for (int r = 0; r < 4; r++) {
-			u32 s = mmio_read32(base + VIRTIO_MMIO_INTERRUPT_STATUS);
-			if (!s)
-				break;
-			mmio_write32(base + VIRTIO_MMIO_INTERRUPT_ACK, s);
-			net_irq_bits[i] |= s;
-		}
-	}
-	idle_wake++;
-}
 
 /* read_config reads the MAC and status under ConfigGeneration. */
 static u16 read_config(struct net_dev *n, int with_mac)
@@ -133,19 +119,19 @@ static void init_dev(struct virtio_dev *v)
 		const u8 mac[6] = { 0x52, 0x54, 0x00, 0xff, 0x00, (u8)k };
 		memcpy(n->mac, mac, 6);
 	}
-	net_irq_bits[k] = 0;
-	net_irq_base[k] = v->base;
-	barrier();
-	if (ioapic_route(v->irq, VEC_NET, lapic_id(), 0) < 0)
-		print("chsnap-guest: no IOAPIC serves net%u's GSI %u: it is polled only\r\n", (u64)k, (u64)v->irq);
+	n->irq_seen = READ_ONCE(net_irq_count[k]);
+	if (ioapic_route(v->irq, (u8)(VEC_NET + k), lapic_id(), 0) < 0) {
+		print("chsnap-guest: no IOAPIC serves net%u's GSI %u: polled once per tick\r\n", (u64)k, (u64)v->irq);
+		n->polled = 1;
+		net_tick_poll = 1;
+	}
 	virtio_driver_ok(v);
 	n->link_up = (read_config(n, 0) & VIRTIO_NET_S_LINK_UP) != 0;
 	net_ndevs++;
 	rx_post(n);
 	kick(n, &n->rx);
-	/* An announce pending from before DRIVER_OK is handled on the first poll. */
-	if (v->features & VIRTIO_NET_F_GUEST_ANNOUNCE)
-		net_irq_bits[k] |= 2;
+	/* Link state and an announce pending from before DRIVER_OK: on the first poll. */
+	n->config_pending = 1;
 }
 
 void net_init(void)
@@ -237,8 +223,20 @@ int net_poll(void)
 		struct net_dev *n = &net_devs[k];
 		if (n->vd->state != VIRTIO_DEV_CLAIMED)
 			continue;
-		u64 bits = __atomic_exchange_n(&net_irq_bits[k], 0, __ATOMIC_SEQ_CST);
-		if (bits & 2) {
+		u64 count = READ_ONCE(net_irq_count[k]);
+		if (count != n->irq_seen || n->polled) {
+			n->irq_seen = count;
+			/* Until it reads 0, so that the line is low (see the top). */
+			for (int r = 0; r < 8; r++) {
+				u32 s = virtio_irq_ack(n->vd);
+				if (!s)
+					break;
+				if (s & 2)
+					n->config_pending = 1;
+			}
+		}
+		if (n->config_pending) {
+			n->config_pending = 0;
 			config_changed(n);
 			events++;
 		}

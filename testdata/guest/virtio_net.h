@@ -7,10 +7,10 @@
  * devices that initialise. Features taken: VERSION_1, MAC, STATUS, CTRL_VQ,
  * GUEST_ANNOUNCE (only with CTRL_VQ); no offloads, so frames arrive and
  * leave fully checksummed, and the header is always 12 bytes. Queues: rx
- * (0), tx (1), ctrl (2, with CTRL_VQ). Each device's GSI is routed
- * (edge, active high) to VEC_NET; the ring-0 handler acknowledges
- * InterruptStatus, records the bits and bumps idle_wake, and ring 3
- * (net_poll, called from uart_getc's idle wait) does the rest.
+ * (0), tx (1), ctrl (2, with CTRL_VQ). Device k's GSI is routed (edge,
+ * active high) to VEC_NET + k; the ring-0 stub counts the interrupt in
+ * net_irq_count[k] and bumps idle_wake, and ring 3 (net_poll, called from
+ * uart_getc's idle wait) does the rest.
  */
 #ifndef GUEST_VIRTIO_NET_H
 #define GUEST_VIRTIO_NET_H
@@ -35,7 +35,6 @@
 #define VIRTIO_NET_CTRL_ANNOUNCE_ACK	0
 #define VIRTIO_NET_OK			0
 
-#define NET_MAX_DEVS	4
 #define NET_RX_QSIZE	32	/* rx buffers posted per device */
 #define NET_TX_QSIZE	16
 #define NET_CTRL_QSIZE	4
@@ -58,13 +57,14 @@ struct net_dev {
 	u8 *ctrlbuf;
 	u64 rx_frames, tx_frames, drops, announces;
 	u64 ctrl_errors;
+	u64 irq_seen;			/* net_irq_count[num] last handled */
+	int polled;			/* no IOAPIC route: check InterruptStatus on every poll */
+	int config_pending;		/* reread the status (link, announce) */
 };
 
 extern struct net_dev net_devs[NET_MAX_DEVS];
 extern u32 net_ndevs;
 
-/* Written by ring 0 (net_isr), read and cleared by ring 3. */
-extern volatile u64 net_irq_bits[NET_MAX_DEVS];
 
 /* net_init claims and starts every virtio-net transport (ring 3, at boot). */
 void net_init(void);
@@ -75,9 +75,6 @@ void net_init(void);
  * transmissions. Returns the number of events handled, 0 when idle.
  */
 int net_poll(void);
-
-/* net_isr runs in ring 0 on VEC_NET with interrupts off. */
-void net_isr(void);
 
 /*
  * net_tx_buf returns a free transmit buffer's frame area (after the
