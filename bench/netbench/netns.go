@@ -73,7 +73,7 @@ func setupNetns() (_ *netEnv, err error) {
 			env.close()
 		}
 	}()
-	if env.nl, err = netlink.NewHandle(); err != nil {
+	if env.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 		return nil, fmt.Errorf("netlink in the new namespace: %w", err)
 	}
 	if env.tap, err = openTap(tapName, unix.IFF_TAP|unix.IFF_NO_PI|unix.IFF_VNET_HDR); err != nil {
