@@ -779,7 +779,8 @@ func (n *VirtioNet) rxLoop(r *netRxRun) {
 
 // readTap reads one frame into rxBuf (after the header room when the tap
 // has no vnet header) and holds it. With wait false it does not block: got
-// is false when the tap has no frame. Zero-length reads are ignored.
+// is false when the tap has no frame. A frame no longer than a header is
+// dropped; a zero-length read is an error.
 func (n *VirtioNet) readTap(wait bool) (got bool, err error) {
 	// rxBuf is written only here, by the one receive goroutine, while no
 	// frame is held; deliverLocked reads it under mu after rxLen is set.
@@ -807,14 +808,17 @@ func (n *VirtioNet) readTap(wait bool) (got bool, err error) {
 	if rerr != nil {
 		return false, fmt.Errorf("read tap: %w", rerr)
 	}
+	if rn == 0 {
+		// No tap frame is empty: this is end of file (a socket whose
+		// peer closed), and reading again would spin.
+		return false, errors.New("read tap: end of file")
+	}
 	if !n.vnetHdr {
 		clear(n.rxBuf[:VirtioNetHdrLen])
 		rn += VirtioNetHdrLen
 	}
 	if rn <= VirtioNetHdrLen {
-		if rn > 0 && n.vnetHdr {
-			n.stats.rxDropped.Add(1) // a header without a frame
-		}
+		n.stats.rxDropped.Add(1) // a header without a frame
 		return false, nil
 	}
 	n.mu.Lock()

@@ -678,6 +678,28 @@ func TestVirtioNetReceiveTooBig(t *testing.T) {
 	}
 }
 
+func TestVirtioNetReceiveReadErrors(t *testing.T) {
+	h := newNetHarness(t, true, allNetFeatures)
+	h.n.Start()
+	h.post(2048)
+	h.peerWrite(netHdr(0, 0, 0)) // a header and no frame: dropped
+	h.waitStats("a dropped header", func(s VirtioNetStats) bool { return s.RxDropped == 1 })
+	// The peer goes away: reads return end of file. The goroutine backs
+	// off instead of spinning, and still stops.
+	h.peer.Close()
+	time.Sleep(350 * time.Millisecond)
+	if s := h.n.Stats(); s.RxErrors == 0 || s.RxErrors > 5 {
+		t.Errorf("after 350 ms of end of file: %d read errors, want 1 to 5 (backing off)", s.RxErrors)
+	}
+	if h.usedIdx(netRxQ) != 0 || h.failed() {
+		t.Error("read errors reached the guest")
+	}
+	h.n.Stop()
+	if rxGoroutines() != 0 {
+		t.Error("receive goroutine survived Stop")
+	}
+}
+
 func TestVirtioNetReceiveBadChain(t *testing.T) {
 	h := newNetHarness(t, false, allNetFeatures)
 	h.n.Start()
