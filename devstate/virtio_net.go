@@ -85,6 +85,7 @@ const (
 	netCtrlQ = 2 // controlq
 
 	netConfigSize  = 10 // mac[6], status u16, max_virtqueue_pairs u16
+	netMACExample  = "52:54:00:12:34:56"
 	netMinFrame    = 14 // an Ethernet header
 	netBufSize     = VirtioNetHdrLen + VirtioNetMaxFrame
 	netRxBatch     = 64                     // frames between two SignalUsed at most
@@ -276,15 +277,15 @@ func virtioNetOffer(vnetHdr bool) uint64 {
 }
 
 // RestoreVirtioNet rebuilds a stopped net device from st over deps.Tap,
-// checking st as guest input: a unicast MAC, a status with LINK_UP and no
+// checking st as guest input: a unicast MAC in State's form, a status with LINK_UP and no
 // unknown bit, and a tap of the kind (VnetHdr) saved. The device comes back
 // inactive; RestoreVirtioMMIO activates it, and it stays stopped until
 // Start.
 func RestoreVirtioNet(st VirtioNetState, deps VirtioNetDeps) (*VirtioNet, error) {
 	mac, err := net.ParseMAC(st.MAC)
-	if err != nil || len(mac) != 6 || mac[0]&1 != 0 {
-		return nil, fmt.Errorf("restore virtio-net %s: %w: mac %q is not a 6-byte unicast address",
-			deps.ID, ErrInvalidState, st.MAC)
+	if err != nil || len(mac) != 6 || mac[0]&1 != 0 || mac.String() != st.MAC {
+		return nil, fmt.Errorf("restore virtio-net %s: %w: mac %q is not a 6-byte unicast address as State writes it (%s)",
+			deps.ID, ErrInvalidState, st.MAC, netMACExample)
 	}
 	if st.Status&^(VirtioNetStatusLinkUp|VirtioNetStatusAnnounce) != 0 || st.Status&VirtioNetStatusLinkUp == 0 {
 		return nil, fmt.Errorf("restore virtio-net %s: %w: status %#x is not LINK_UP with at most ANNOUNCE",

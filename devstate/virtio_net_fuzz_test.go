@@ -205,3 +205,41 @@ func FuzzVirtioNetQueues(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRestoreVirtioNet restores random states: one is accepted only with a
+// canonical unicast MAC, a status of LINK_UP with at most ANNOUNCE, and the
+// tap's vnet header kind, and then comes back unchanged from State with
+// the offer that kind implies.
+func FuzzRestoreVirtioNet(f *testing.F) {
+	f.Add(netMACText, uint16(1), true, true)
+	f.Add(netMACText, uint16(3), false, false)
+	f.Add("01:00:5e:00:00:01", uint16(1), false, false)
+	f.Add("52-54-00-12-34-56", uint16(1), false, false)
+	f.Add(netMACText, uint16(7), true, false)
+	f.Fuzz(func(t *testing.T, mac string, status uint16, vnet, tapVnet bool) {
+		deps, _, cfg := netDeps(t, tapVnet)
+		deps.Configure = cfg.configure
+		st := VirtioNetState{MAC: mac, VnetHdr: vnet, Status: status}
+		n, err := RestoreVirtioNet(st, deps)
+		hw, perr := net.ParseMAC(mac)
+		valid := perr == nil && len(hw) == 6 && hw[0]&1 == 0 && hw.String() == mac &&
+			status&VirtioNetStatusLinkUp != 0 && status&^(VirtioNetStatusLinkUp|VirtioNetStatusAnnounce) == 0 &&
+			vnet == tapVnet
+		if (err == nil) != valid {
+			t.Fatalf("restore %+v over a tap with vnet header %v: error %v", st, tapVnet, err)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrInvalidState) {
+				t.Fatalf("error %v does not wrap ErrInvalidState", err)
+			}
+			return
+		}
+		defer n.Close()
+		if got := n.State(); got != st {
+			t.Fatalf("State after restore = %+v, want %+v", got, st)
+		}
+		if n.Features() != virtioNetOffer(vnet) {
+			t.Fatalf("offer %#x for vnet header %v", n.Features(), vnet)
+		}
+	})
+}

@@ -963,6 +963,8 @@ func TestVirtioNetStateRestore(t *testing.T) {
 		{MAC: "nonsense", VnetHdr: true, Status: 1},
 		{MAC: "01:00:5e:00:00:01", VnetHdr: true, Status: 1},
 		{MAC: "52:54:00:12:34:56:78:9a", VnetHdr: true, Status: 1},
+		{MAC: "52-54-00-12-34-56", VnetHdr: true, Status: 1}, // not State's form
+		{MAC: "52:54:00:AB:CD:EF", VnetHdr: true, Status: 1},
 		{MAC: netMACText, VnetHdr: true, Status: 0},
 		{MAC: netMACText, VnetHdr: true, Status: 2},
 		{MAC: netMACText, VnetHdr: true, Status: 5},
