@@ -74,14 +74,14 @@ func bootNet(t *testing.T, sock string, files []*os.File, nets ...string) *vmPro
 	return p
 }
 
-// checkReach pings dst (first until ARP resolves, then sizes up to 1400
+// checkReach pings dst in guest p (first until ARP resolves, then sizes up to 1400
 // bytes of payload) and does UDP echoes of a few sizes, all from namespace
 // n. It returns how many packets the guest should have answered.
-func checkReach(t *testing.T, n *testNS, dst, what string) int {
+func checkReach(t *testing.T, p *vmProc, n *testNS, dst, what string) int {
 	t.Helper()
 	pg := n.pinger(t)
 	if err := pg.pingUntil(dst, 30*time.Second); err != nil {
-		t.Fatalf("%s: %v", what, err)
+		t.Fatalf("%s: %v\n%s", what, err, netDiag(p, n))
 	}
 	count := 1
 	for _, size := range []int{0, 1, 56, 512, 1000, 1400, 1472} {
@@ -119,7 +119,7 @@ func TestNetPingUDP(t *testing.T) {
 		if d["ip"] != guestCIDR || d["link"] != "up" {
 			t.Errorf("net: %s is %v, want ip %s and link up", name, d, guestCIDR)
 		}
-		sent := checkReach(t, ns, guestIP, "boot")
+		sent := checkReach(t, p, ns, guestIP, "boot")
 		_, after := guestNetState(t, p).devByMAC(t, mac0)
 		rx, tx := after.count(t, "rx")-d.count(t, "rx"), after.count(t, "tx")-d.count(t, "tx")
 		if rx < uint64(sent) || tx < uint64(sent) {
@@ -160,8 +160,8 @@ func TestNetPingUDP(t *testing.T) {
 		name1, _ := st.devByMAC(t, mac1)
 		idx := strings.TrimPrefix(name1, "net")
 		p.command(t, "ip "+idx+" 10.0.1.2/24", "ip ok "+idx+" 10.0.1.2/24")
-		checkReach(t, ns0, guestIP, "net0")
-		checkReach(t, ns1, "10.0.1.2", "net1")
+		checkReach(t, p, ns0, guestIP, "net0")
+		checkReach(t, p, ns1, "10.0.1.2", "net1")
 		// The nets are separate: net1's namespace cannot reach net0's address.
 		if err := ns1.pinger(t).ping(guestIP, 56, 2*time.Second); err == nil {
 			t.Errorf("10.0.0.2 answered from net1's namespace, which has no route to it")
@@ -187,7 +187,7 @@ func saveNetGuest(t *testing.T, dir string) string {
 	sock := filepath.Join(dir, "a.sock")
 	p := bootNet(t, sock, []*os.File{tap}, "id=net0,fd=3,mac="+mac0)
 	if err := ns.pinger(t).pingUntil(guestIP, 30*time.Second); err != nil {
-		t.Fatalf("before the save: %v", err)
+		t.Fatalf("before the save: %v\n%s", err, netDiag(p, ns))
 	}
 	snap := filepath.Join(dir, "vm.snap")
 	chsnapOK(t, "save", "--api-socket", sock, snap)
@@ -207,7 +207,7 @@ func checkRestored(t *testing.T, r *vmProc, ns *testNS, cap *arpCapture) {
 	} else {
 		t.Logf("gratuitous ARP seen after %d ARP frame(s): %v", len(seen), seen[len(seen)-1])
 	}
-	checkReach(t, ns, guestIP, "restored")
+	checkReach(t, r, ns, guestIP, "restored")
 	_, d := guestNetState(t, r).devByMAC(t, mac0)
 	if d["announce"] != "1" || d["link"] != "up" || d["ip"] != guestCIDR {
 		t.Errorf("net after the restore: %v, want announce:1, link:up, ip:%s", d, guestCIDR)
@@ -439,7 +439,7 @@ func TestNetFDLeaks(t *testing.T) {
 		p := bootNet(t, sock, []*os.File{tap}, "id=net0,fd=3,mac="+mac0)
 		pg := ns.pinger(t)
 		if err := pg.pingUntil(guestIP, 30*time.Second); err != nil {
-			t.Fatal(err)
+			t.Fatalf("%v\n%s", err, netDiag(p, ns))
 		}
 		snap := filepath.Join(dir, "vm.snap")
 		pid := p.cmd.Process.Pid
@@ -541,7 +541,7 @@ func TestNetMacvtap(t *testing.T) {
 	mvt := ns.macvtapPair(t, "chs-m0", mac0)
 	sock := filepath.Join(dir, "a.sock")
 	p := bootNet(t, sock, []*os.File{mvt}, "id=net0,fd=3,mac="+mac0)
-	checkReach(t, ns, guestIP, "macvtap")
+	checkReach(t, p, ns, guestIP, "macvtap")
 	snap := filepath.Join(dir, "vm.snap")
 	chsnapOK(t, "save", "--api-socket", sock, snap)
 	p.cmd.Process.Kill()
@@ -587,7 +587,7 @@ func TestNetTapByName(t *testing.T) {
 	if _, err := p.con.Expect(`^chsnap-guest ready`, 90*time.Second); err != nil {
 		t.Fatalf("%v\nconsole:\n%s\nstderr:\n%s", err, p.con.Transcript(), p.stderr)
 	}
-	checkReach(t, ns, guestIP, "tap by name")
+	checkReach(t, p, ns, guestIP, "tap by name")
 	snap := filepath.Join(dir, "vm.snap")
 	chsnapOK(t, "save", "--api-socket", sock, snap)
 	p.cmd.Process.Kill()
@@ -609,4 +609,46 @@ func ioctlPersist(f *os.File) error {
 		return err
 	}
 	return ierr
+}
+
+// TestNetRestoreTwice restores one archive into two processes at once, each
+// on its own tap in its own namespace: both guests announce themselves and
+// answer, independently (one powered off, the other still answers).
+func TestNetRestoreTwice(t *testing.T) {
+	needNet(t)
+	dir := shortDir(t)
+	snap := saveNetGuest(t, dir)
+	nsA, tapA := hostTap(t, "chs-ta", tapFlags)
+	nsB, tapB := hostTap(t, "chs-tb", tapFlags)
+	capA, capB := nsA.captureARP(t, "chs-ta"), nsB.captureARP(t, "chs-tb")
+	a := startChsnapFiles(t, []*os.File{tapA}, "restore", snap, "--net-fd", "net0=3", "--api-socket", filepath.Join(dir, "ra.sock"))
+	b := startChsnapFiles(t, []*os.File{tapB}, "restore", snap, "--net-fd", "net0=3", "--api-socket", filepath.Join(dir, "rb.sock"))
+	mac, _ := net.ParseMAC(mac0)
+	for _, c := range []struct {
+		name string
+		cap  *arpCapture
+	}{{"a", capA}, {"b", capB}} {
+		if _, err := c.cap.waitGratuitous(mac, guestIP, 30*time.Second); err != nil {
+			t.Errorf("restore %s: %v", c.name, err)
+		}
+	}
+	checkReach(t, a, nsA, guestIP, "restore a")
+	checkReach(t, b, nsB, guestIP, "restore b")
+	a.send(t, "poweroff")
+	if st := a.wait(t, 30*time.Second); st != 0 {
+		t.Errorf("restore a: exit status %d after poweroff; stderr:\n%s", st, a.stderr)
+	}
+	if err := nsB.pinger(t).ping(guestIP, 100, 10*time.Second); err != nil {
+		t.Errorf("restore b after a powered off: %v", err)
+	}
+	if err := nsA.pinger(t).ping(guestIP, 100, 2*time.Second); err == nil {
+		t.Errorf("restore a answers a ping after it powered off")
+	}
+	if _, d := guestNetState(t, b).devByMAC(t, mac0); d["announce"] != "1" {
+		t.Errorf("restore b: net shows %v, want announce:1", d)
+	}
+	b.send(t, "poweroff")
+	if st := b.wait(t, 30*time.Second); st != 0 {
+		t.Errorf("restore b: exit status %d after poweroff; stderr:\n%s", st, b.stderr)
+	}
 }

@@ -715,3 +715,34 @@ func (s *echoStream) stopEcho() (sent, got, wrong int, firstWrong string) {
 	<-s.done
 	return s.sent, s.got, s.wrong, s.firstWrong
 }
+
+// netDiag describes, for a failure message, what guest p and namespace n
+// saw: the guest's `net` line, the namespace's interfaces with their
+// counters and neighbours, chsnap's stderr and the console transcript.
+func netDiag(p *vmProc, n *testNS) string {
+	var b strings.Builder
+	if p != nil {
+		reply, err := p.con.Command("net", 10*time.Second)
+		fmt.Fprintf(&b, "guest net: %q (%v)\n", reply, err)
+	}
+	if links, err := n.nl.LinkList(); err == nil {
+		for _, l := range links {
+			a := l.Attrs()
+			fmt.Fprintf(&b, "link %s (%s) %s:", a.Name, l.Type(), a.OperState)
+			if st := a.Statistics; st != nil {
+				fmt.Fprintf(&b, " rx %d pkts %d dropped %d errors, tx %d pkts %d dropped %d errors",
+					st.RxPackets, st.RxDropped, st.RxErrors, st.TxPackets, st.TxDropped, st.TxErrors)
+			}
+			b.WriteString("\n")
+		}
+	}
+	if neigh, err := n.nl.NeighList(0, netlink.FAMILY_V4); err == nil {
+		for _, e := range neigh {
+			fmt.Fprintf(&b, "neighbour %s %s state %#x\n", e.IP, e.HardwareAddr, e.State)
+		}
+	}
+	if p != nil {
+		fmt.Fprintf(&b, "chsnap stderr:\n%s\nconsole:\n%s", p.stderr, p.con.Transcript())
+	}
+	return b.String()
+}
