@@ -12,6 +12,11 @@
 # VMMs run on the same KVM and the same L1 stack, so the ratio stays
 # meaningful. The L1 guest gets two vCPUs (NESTED_SMP=2), so that QEMU's
 # I/O thread and netbench need not wait for the L2 vCPU to be preempted.
+# Measured so (2 shared host cores): round trips of ~2 ms at the median for
+# both VMMs and ~1.5-2.3K echoes/s, with large run-to-run spread; with
+# NESTED_SMP=1 both are 2-5 times slower. At those numbers the nested
+# environment, not the VMM, sets most of the cost: read the ratios as
+# "no large difference", not as a precise speed-up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
