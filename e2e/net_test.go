@@ -74,9 +74,10 @@ func bootNet(t *testing.T, sock string, files []*os.File, nets ...string) *vmPro
 	return p
 }
 
-// checkReach pings dst in guest p (first until ARP resolves, then sizes up to 1400
-// bytes of payload) and does UDP echoes of a few sizes, all from namespace
-// n. It returns how many packets the guest should have answered.
+// checkReach pings dst in guest p (first until ARP resolves, then sizes up
+// to a full 1500-byte IP packet) and does UDP echoes of a few sizes, all
+// from namespace n. It returns how many packets the guest should have
+// answered.
 func checkReach(t *testing.T, p *vmProc, n *testNS, dst, what string) int {
 	t.Helper()
 	pg := n.pinger(t)
@@ -198,17 +199,26 @@ func saveNetGuest(t *testing.T, dir string) string {
 
 // checkRestored checks a guest restored onto the tap in namespace ns: its
 // gratuitous ARP came (cap was opened before the restore), ping and UDP
-// echo work, and `net` shows announce:1.
+// echo work, and `net` shows announce:1. Its MAC is mac0.
 func checkRestored(t *testing.T, r *vmProc, ns *testNS, cap *arpCapture) {
 	t.Helper()
-	mac, _ := net.ParseMAC(mac0)
+	checkRestoredMAC(t, r, ns, cap, mac0)
+}
+
+// checkRestoredMAC is checkRestored for a guest whose MAC is macStr.
+func checkRestoredMAC(t *testing.T, r *vmProc, ns *testNS, cap *arpCapture, macStr string) {
+	t.Helper()
+	mac, err := net.ParseMAC(macStr)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if seen, err := cap.waitGratuitous(mac, guestIP, 30*time.Second); err != nil {
 		t.Errorf("after the restore: %v", err)
 	} else {
 		t.Logf("gratuitous ARP seen after %d ARP frame(s): %v", len(seen), seen[len(seen)-1])
 	}
 	checkReach(t, r, ns, guestIP, "restored")
-	_, d := guestNetState(t, r).devByMAC(t, mac0)
+	_, d := guestNetState(t, r).devByMAC(t, macStr)
 	if d["announce"] != "1" || d["link"] != "up" || d["ip"] != guestCIDR {
 		t.Errorf("net after the restore: %v, want announce:1, link:up, ip:%s", d, guestCIDR)
 	}
@@ -563,8 +573,9 @@ func TestNetMacvtap(t *testing.T) {
 }
 
 // TestNetTapByName runs the guest with --net id=net0,tap=NAME --netns PATH
-// (chsnap opens a persistent tap by name inside the test's namespace), then
-// restores with only --netns: the tap is reopened by name.
+// and no mac= (chsnap opens a persistent tap by name inside the test's
+// namespace and picks a MAC), then restores with only --netns: the tap is
+// reopened by name and the guest keeps its MAC.
 func TestNetTapByName(t *testing.T) {
 	needNet(t)
 	dir := shortDir(t)
@@ -583,9 +594,19 @@ func TestNetTapByName(t *testing.T) {
 	sock := filepath.Join(dir, "a.sock")
 	p := startChsnap(t, "run", "--kernel", guestImage(t), "--cpus", "1", "--memory", "128M",
 		"--api-socket", sock, "--cmdline", guestCmdline+" chsnap.ip="+guestCIDR,
-		"--net", "id=net0,tap=chs-p0,mac="+mac0, "--netns", ns.path())
+		"--net", "id=net0,tap=chs-p0", "--netns", ns.path())
 	if _, err := p.con.Expect(`^chsnap-guest ready`, 90*time.Second); err != nil {
 		t.Fatalf("%v\nconsole:\n%s\nstderr:\n%s", err, p.con.Transcript(), p.stderr)
+	}
+	// Without mac= chsnap picks a random locally administered unicast MAC.
+	st := guestNetState(t, p)
+	d, ok := st.devs["net0"]
+	if !ok {
+		t.Fatalf("net: no net0 in %v", st.devs)
+	}
+	mac, err := net.ParseMAC(d["mac"])
+	if err != nil || len(mac) != 6 || mac[0]&2 == 0 || mac[0]&1 != 0 {
+		t.Fatalf("net: MAC %q is not a locally administered unicast address (%v)", d["mac"], err)
 	}
 	checkReach(t, p, ns, guestIP, "tap by name")
 	snap := filepath.Join(dir, "vm.snap")
@@ -595,7 +616,7 @@ func TestNetTapByName(t *testing.T) {
 
 	cap := ns.captureARP(t, "chs-p0")
 	r := startChsnap(t, "restore", snap, "--netns", ns.path(), "--api-socket", filepath.Join(dir, "b.sock"))
-	checkRestored(t, r, ns, cap)
+	checkRestoredMAC(t, r, ns, cap, mac.String()) // the archive kept the MAC
 }
 
 // ioctlPersist makes the tap behind f persistent (TUNSETPERSIST 1).
