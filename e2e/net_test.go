@@ -673,3 +673,61 @@ func TestNetRestoreTwice(t *testing.T) {
 		t.Errorf("restore b: exit status %d after poweroff; stderr:\n%s", st, b.stderr)
 	}
 }
+
+// TestNetRestoreTwoNets saves a guest with two nets and restores it with
+// the new taps passed in the other order (net1 at fd 3, net0 at fd 4): the
+// fds are bound by id, so each address answers in its own new namespace and
+// both devices announce themselves.
+func TestNetRestoreTwoNets(t *testing.T) {
+	needNet(t)
+	dir := shortDir(t)
+	ns0, tap0 := hostTap(t, "chs-w0", tapFlags)
+	ns1 := newNS(t)
+	tap1 := ns1.tap(t, "chs-w1", tapFlags)
+	ns1.up(t, "chs-w1", "10.0.1.1/24")
+	sock := filepath.Join(dir, "a.sock")
+	p := startChsnapFiles(t, []*os.File{tap0, tap1}, "run", "--kernel", guestImage(t), "--cpus", "1", "--memory", "128M",
+		"--api-socket", sock, "--cmdline", guestCmdline+" chsnap.ip="+guestCIDR+",10.0.1.2/24",
+		"--net", "id=net0,fd=3,mac="+mac0, "--net", "id=net1,fd=4,mac="+mac1)
+	if _, err := p.con.Expect(`^chsnap-guest ready`, 90*time.Second); err != nil {
+		t.Fatalf("%v\nconsole:\n%s\nstderr:\n%s", err, p.con.Transcript(), p.stderr)
+	}
+	if err := ns0.pinger(t).pingUntil(guestIP, 30*time.Second); err != nil {
+		t.Fatalf("net0 before the save: %v\n%s", err, netDiag(p, ns0))
+	}
+	if err := ns1.pinger(t).pingUntil("10.0.1.2", 30*time.Second); err != nil {
+		t.Fatalf("net1 before the save (chsnap.ip's second address): %v\n%s", err, netDiag(p, ns1))
+	}
+	snap := filepath.Join(dir, "vm.snap")
+	chsnapOK(t, "save", "--api-socket", sock, snap)
+	p.cmd.Process.Kill()
+	p.wait(t, 10*time.Second)
+
+	nsA, tapA := hostTap(t, "chs-w2", tapFlags) // for net0
+	nsB := newNS(t)                             // for net1
+	tapB := nsB.tap(t, "chs-w3", tapFlags)
+	nsB.up(t, "chs-w3", "10.0.1.1/24")
+	capA, capB := nsA.captureARP(t, "chs-w2"), nsB.captureARP(t, "chs-w3")
+	r := startChsnapFiles(t, []*os.File{tapB, tapA}, "restore", snap, "--net-fd", "net1=3", "--net-fd", "net0=4",
+		"--api-socket", filepath.Join(dir, "b.sock"))
+	m0, _ := net.ParseMAC(mac0)
+	m1, _ := net.ParseMAC(mac1)
+	if _, err := capA.waitGratuitous(m0, guestIP, 30*time.Second); err != nil {
+		t.Errorf("net0 after the restore: %v", err)
+	}
+	if _, err := capB.waitGratuitous(m1, "10.0.1.2", 30*time.Second); err != nil {
+		t.Errorf("net1 after the restore: %v", err)
+	}
+	checkReach(t, r, nsA, guestIP, "net0 restored")
+	checkReach(t, r, nsB, "10.0.1.2", "net1 restored")
+	st := guestNetState(t, r)
+	for _, m := range []string{mac0, mac1} {
+		if name, d := st.devByMAC(t, m); d["announce"] != "1" || d["link"] != "up" {
+			t.Errorf("net after the restore: %s is %v, want announce:1 and link:up", name, d)
+		}
+	}
+	r.send(t, "poweroff")
+	if st := r.wait(t, 30*time.Second); st != 0 {
+		t.Errorf("exit status %d after poweroff; stderr:\n%s", st, r.stderr)
+	}
+}
