@@ -202,7 +202,12 @@ func (s *Set) AddRequest(list []NetFDs, files []*os.File) error {
 	}
 	if total != len(files) {
 		closeAll(files)
-		return fmt.Errorf("%w: net_fds asks for %d fds, the request carried %d", ErrBinding, total, len(files))
+		parts := make([]string, len(list))
+		for i, e := range list {
+			parts[i] = fmt.Sprintf("%s: %d", printID(e.ID), e.NumFDs)
+		}
+		return fmt.Errorf("%w: net_fds asks for %d fds, the request carried %d (wanted: %s; the fds travel as SCM_RIGHTS with the request)",
+			ErrBinding, total, len(files), strings.Join(parts, ", "))
 	}
 	for _, e := range list {
 		s.AddReceived(e.ID, files[:e.NumFDs:e.NumFDs])

@@ -110,8 +110,12 @@ func (n *netnsThread) macvtap(t *testing.T, name string) int {
 		if parent, err = h.LinkByName(lower.Name); err != nil {
 			return
 		}
+		// NewLinkAttrs, not a bare literal: a zero TxQLen would give the
+		// macvtap a queue of 0 frames, which drops all it is sent.
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name, attrs.ParentIndex = name, parent.Attrs().Index
 		mv := &netlink.Macvtap{Macvlan: netlink.Macvlan{
-			LinkAttrs: netlink.LinkAttrs{Name: name, ParentIndex: parent.Attrs().Index},
+			LinkAttrs: attrs,
 			Mode:      netlink.MACVLAN_MODE_BRIDGE,
 		}}
 		if err = h.LinkAdd(mv); err != nil {
