@@ -147,6 +147,7 @@ void mem_fillmix_verify(char *reply, usize n);
 /* ---- virtio_net.c, net.c (see virtio_net.h) ---- */
 void net_init(void);			/* ring 3, at boot */
 int net_poll(void);			/* ring 3: work done, 0 when idle */
+void net_recheck(void);			/* ring 3: next net_poll reads InterruptStatus */
 extern volatile u64 net_irq_count[NET_MAX_DEVS];	/* bumped by isr.S's net stubs */
 extern int net_tick_poll;		/* a device without an IOAPIC route: poll per tick */
 

@@ -135,6 +135,13 @@ void shell_run(void)
 			else if (n) {
 				line[n] = 0;
 				run(line);
+				/*
+				 * Once per command, read every net device's
+				 * InterruptStatus even without an interrupt: a
+				 * line left high (an edge lost across a snapshot,
+				 * say) would otherwise never rise again.
+				 */
+				net_recheck();
 			}
 			n = 0;
 			overflow = 0;

@@ -145,6 +145,12 @@ void net_init(void)
 	net_parse_cmdline();
 }
 
+void net_recheck(void)
+{
+	for (u32 k = 0; k < net_ndevs; k++)
+		net_devs[k].recheck = 1;
+}
+
 /* tx_reclaim takes back the buffers the device has finished sending. */
 static void tx_reclaim(struct net_dev *n)
 {
@@ -224,7 +230,8 @@ int net_poll(void)
 		if (n->vd->state != VIRTIO_DEV_CLAIMED)
 			continue;
 		u64 count = READ_ONCE(net_irq_count[k]);
-		if (count != n->irq_seen || n->polled) {
+		if (count != n->irq_seen || n->polled || n->recheck) {
+			n->recheck = 0;
 			n->irq_seen = count;
 			/* Until it reads 0, so that the line is low (see the top). */
 			for (int r = 0; r < 8; r++) {

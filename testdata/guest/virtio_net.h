@@ -60,6 +60,7 @@ struct net_dev {
 	u64 irq_seen;			/* net_irq_count[num] last handled */
 	int polled;			/* no IOAPIC route: check InterruptStatus on every poll */
 	int config_pending;		/* reread the status (link, announce) */
+	int recheck;			/* read InterruptStatus on the next poll */
 };
 
 extern struct net_dev net_devs[NET_MAX_DEVS];
