@@ -4,6 +4,7 @@
 #   make demo       set up a fresh machine and boot the default guest (README)
 #   make test       the whole test suite: unit tests, then the end-to-end tests
 #   make bench-boot boot-time benchmark, chsnap against QEMU
+#   make bench-snapshot / bench-block / bench-net  save/restore, disk and network benchmarks
 
 GO       ?= go
 BIN      := bin
