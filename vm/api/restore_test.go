@@ -20,6 +20,8 @@ type restoringFake struct {
 }
 
 func (r *restoringFake) Restore(path string, cfg RestoreConfig, files []*os.File) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.files = append(r.files, len(files))
 	for _, f := range files {
 		f.Close()
@@ -42,9 +44,11 @@ func TestRestoreRoute(t *testing.T) {
 	if r := rawDo(t, s.path, "PUT", "/api/v1/vm.restore", "application/json", body); r.status != 204 {
 		t.Fatalf("vm.restore: status %d, body %s", r.status, r.body)
 	}
+	f.mu.Lock()
 	if len(f.restored) != 1 || f.restored[0] != "/snaps/vm.snap" || !f.cfgs[0].Resume {
 		t.Errorf("Restore got %q %+v", f.restored, f.cfgs)
 	}
+	f.mu.Unlock()
 	r := rawDo(t, s.path, "PUT", "/api/v1/vm.restore", "application/json", body)
 	if r.status != 409 || errorMessage(t, r) != "this VMM already has a VM" {
 		t.Errorf("second vm.restore: status %d, %s", r.status, r.body)
@@ -67,6 +71,8 @@ func TestRestoreRoute(t *testing.T) {
 func TestRestoreCarriesFDs(t *testing.T) {
 	var got []*os.File
 	f := &fdRestorer{fakeController: newFake(), take: func(files []*os.File) { got = files }}
+	// The handler runs on the server's goroutines: every field of f is
+	// read and written under f.mu on both sides.
 	s := startServer(t, f)
 	r1, w1, err := os.Pipe()
 	if err != nil {
@@ -84,8 +90,11 @@ func TestRestoreCarriesFDs(t *testing.T) {
 	if err := NewClient(s.path).Restore(context.Background(), cfg, []*os.File{w1, w2}); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
-	if len(got) != 2 || len(f.cfg.NetFDs) != 2 || f.cfg.NetFDs[1].ID != "net1" {
-		t.Fatalf("restorer got %d files and %+v", len(got), f.cfg)
+	f.mu.Lock()
+	cfgGot := f.cfg
+	f.mu.Unlock()
+	if len(got) != 2 || len(cfgGot.NetFDs) != 2 || cfgGot.NetFDs[1].ID != "net1" {
+		t.Fatalf("restorer got %d files and %+v", len(got), cfgGot)
 	}
 	// The received descriptors are the pipes' write ends, in order.
 	for i, pair := range []struct{ r, w *os.File }{{r1, w1}, {r2, w2}} {
@@ -102,7 +111,9 @@ func TestRestoreCarriesFDs(t *testing.T) {
 
 	// A refused restore closes what it was sent: the pipe's only other
 	// write end is ours, so after closing it the reader sees EOF.
+	f.mu.Lock()
 	f.err = errors.New("net_fds: refused")
+	f.mu.Unlock()
 	r3, w3, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -128,6 +139,8 @@ type fdRestorer struct {
 }
 
 func (r *fdRestorer) Restore(path string, cfg RestoreConfig, files []*os.File) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.err != nil {
 		for _, f := range files {
 			f.Close()

@@ -160,7 +160,10 @@ func TestStreamSuccess(t *testing.T) {
 	if got := r.trailer.Get(TrailerError); got != "" {
 		t.Errorf("trailer %s = %q on success", TrailerError, got)
 	}
-	if !f.lastOpt.LeavePaused {
+	f.mu.Lock() // the handler wrote lastOpt on the server's goroutine
+	leavePaused := f.lastOpt.LeavePaused
+	f.mu.Unlock()
+	if !leavePaused {
 		t.Errorf("leave_paused did not reach the Controller")
 	}
 
