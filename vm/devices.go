@@ -22,6 +22,7 @@ type devices struct {
 	mmio   mmioBus
 	disks  []*virtioDisk
 	nets   []*virtioNet
+	bells  doorbells // the nets' queue doorbells (ioeventfds)
 	serial *devstate.Serial
 	i8042  *devstate.I8042
 	power  *devstate.Power
@@ -130,6 +131,9 @@ func (d *devices) close() error {
 		if err := d.serial.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close serial: %w", err))
 		}
+	}
+	if err := d.bells.close(); err != nil {
+		errs = append(errs, err)
 	}
 	for _, vn := range d.nets {
 		vn.net.Close() // the taps are the VM's, closed after this

@@ -184,6 +184,10 @@ func (d *devices) addNets(v *VM, saved []netSaved) error {
 			}
 		}
 		d.mmio.add(base, devstate.VirtioMMIOSize, vn.transport)
+		if err := d.bells.add(v.kvm, vn.transport); err != nil {
+			// The kicks still arrive as MMIO exits, only slower.
+			v.logf("net %s: no ioeventfd doorbells, queue kicks exit to chsnap instead: %v", cfg.ID, err)
+		}
 	}
 	return nil
 }
