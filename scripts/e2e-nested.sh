@@ -33,6 +33,8 @@ if [ -d testdata/golden ]; then cp -r testdata/golden "$stage/golden"; fi
 bundle_qemu_img "$stage" "$stage/bin/qemu-img" || true
 mkdir "$stage/kernel"
 cp "$kdir/vmlinux" "$kdir/vmlinuz" "$kdir/manifest.txt" "$stage/kernel/"
+# TestLinuxNet's initramfs (the kernel's virtio modules, busybox, its /init).
+./testdata/linuxnet/build.sh "$stage/kernel/linuxnet.cpio" "$kdir" >/dev/null
 {
   printf 'E2E_RUN=%q\n' "${E2E_RUN:-.}"
   printf 'KVMSTATE_RUN=%q\n' "${KVMSTATE_RUN:-.}"
