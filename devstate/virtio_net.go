@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // virtio-net feature bits (virtio 1.2 §5.1.3; Linux
@@ -185,6 +187,7 @@ var ErrVirtioNet = errors.New("devstate: virtio-net")
 type VirtioNet struct {
 	tap       *os.File
 	raw       syscall.RawConn
+	tapFD     int // the tap's descriptor number, for poll(2); -1 if unknown
 	vnetHdr   bool
 	configure func(int, uint32) error
 	id        string
@@ -226,6 +229,9 @@ type VirtioNet struct {
 type netRxRun struct {
 	stop chan struct{}
 	done chan struct{}
+	// kick is an eventfd Stop writes to wake a poll(2) the receive loop
+	// is blocked in.
+	kick int
 }
 
 // NewVirtioNet builds a stopped net device with address mac over deps.Tap.
@@ -262,6 +268,10 @@ func NewVirtioNet(deps VirtioNetDeps, mac net.HardwareAddr) (*VirtioNet, error) 
 		rxBuf:     make([]byte, netBufSize),
 	}
 	copy(n.mac[:], mac)
+	n.tapFD = -1
+	// The number stays valid while the tap is open, which the owner
+	// guarantees for the device's life (it closes the tap after Close).
+	_ = raw.Control(func(fd uintptr) { n.tapFD = int(fd) })
 	return n, nil
 }
 
@@ -667,7 +677,10 @@ func (n *VirtioNet) startRxLocked() {
 	// Stop left a deadline in the past; clear it. New checked that the
 	// tap takes deadlines.
 	_ = n.tap.SetReadDeadline(time.Time{})
-	r := &netRxRun{stop: make(chan struct{}), done: make(chan struct{})}
+	r := &netRxRun{stop: make(chan struct{}), done: make(chan struct{}), kick: -1}
+	if efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err == nil {
+		r.kick = efd
+	}
 	n.rx = r
 	go n.rxLoop(r)
 }
@@ -680,9 +693,16 @@ func (n *VirtioNet) stopRxLocked() {
 		return
 	}
 	close(r.stop)
-	// Interrupt a read blocked in the poller; the loop then sees stop.
+	// Interrupt a wait blocked in poll(2) or in the poller; the loop then
+	// sees stop.
+	if r.kick >= 0 {
+		_, _ = unix.Write(r.kick, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	}
 	_ = n.tap.SetReadDeadline(time.Unix(1, 0))
 	<-r.done
+	if r.kick >= 0 {
+		unix.Close(r.kick)
+	}
 	n.rx = nil
 }
 
@@ -729,8 +749,18 @@ func (n *VirtioNet) rxLoop(r *netRxRun) {
 		n.mu.Unlock()
 		if !held {
 			// Read without waiting while a batch is open, so the
-			// guest is signalled as soon as the tap runs dry.
-			got, err := n.readTap(unsignalled == 0)
+			// guest is signalled as soon as the tap runs dry. The
+			// wait itself is a poll(2) on this goroutine's thread:
+			// a frame then wakes the thread that delivers it, with
+			// no hand-off through Go's poller and scheduler.
+			wait := unsignalled == 0
+			if wait && r.kick >= 0 {
+				if !n.pollTap(r) {
+					return
+				}
+				wait = false
+			}
+			got, err := n.readTap(wait)
 			if err != nil {
 				if errors.Is(err, os.ErrDeadlineExceeded) {
 					continue // Stop's interruption, or a stale deadline
@@ -982,5 +1012,31 @@ func (n *VirtioNet) deliverMergedLocked(q *Queue, frame []byte) rxResult {
 func (n *VirtioNet) undoLocked(q *Queue, k int) {
 	for range k {
 		q.UndoPop()
+	}
+}
+
+// pollTap blocks in poll(2) until the tap is readable (true) or Stop kicks
+// (false). Errors other than EINTR fall back to a poller read (true).
+func (n *VirtioNet) pollTap(r *netRxRun) bool {
+	if n.tapFD < 0 {
+		return true
+	}
+	fds := []unix.PollFd{{Fd: int32(n.tapFD), Events: unix.POLLIN}, {Fd: int32(r.kick), Events: unix.POLLIN}}
+	for {
+		select {
+		case <-r.stop:
+			return false
+		default:
+		}
+		_, err := unix.Poll(fds, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || fds[0].Revents != 0 {
+			return true
+		}
+		if fds[1].Revents != 0 {
+			return false
+		}
 	}
 }
