@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,12 +21,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
+// The guest's and the host side's IPv6 addresses (unique local, added
+// without duplicate address detection on both sides).
+const (
+	hostIP6    = "fd00::1"
+	hostCIDR6  = "fd00::1/64"
+	guestIP6   = "fd00::2"
+	guestCIDR6 = "fd00::2/64"
+)
+
 // linuxNetCmdline boots the Debian kernel quietly, rebooting (so ending
-// chsnap) at once on a panic; testdata/linuxnet/init.sh reads chsnap.ip.
-const linuxNetCmdline = "console=ttyS0 reboot=k panic=-1 quiet chsnap.ip=" + guestCIDR
+// chsnap) at once on a panic; testdata/linuxnet/init.sh reads chsnap.ip
+// and chsnap.ip6.
+const linuxNetCmdline = "console=ttyS0 reboot=k panic=-1 quiet chsnap.ip=" + guestCIDR + " chsnap.ip6=" + guestCIDR6
 
 // linuxNetBytes is the size of each TCP transfer, both ways.
 const linuxNetBytes = 4 << 20
@@ -71,13 +83,13 @@ func fileExists(p string) bool {
 // TestLinuxNet boots the stock Debian kernel with its own virtio_net driver
 // on a vnet-header tap and checks what that driver does with chsnap's
 // device: the offloads it negotiated (checksums, TSO both ways, mergeable
-// buffers, announce), ping, and a 4 MiB TCP stream each way whose bytes
-// arrive intact, with at least one frame larger than 1514 bytes crossing the
-// tap in each direction (so segmentation offload really happened: the host
-// handed the guest TCP super-frames, and the guest handed them to the host).
-// Then it saves the guest, kills it, restores it onto a tap in another
-// namespace, waits for Linux's gratuitous ARP there (GUEST_ANNOUNCE) and
-// checks it all again.
+// buffers, announce), ping both ways, and over IPv4 and IPv6 a 4 MiB TCP
+// stream each way whose bytes arrive intact, with at least one frame larger
+// than 1514 bytes crossing the tap in each direction (so segmentation
+// offload really happened: the host handed the guest TCP super-frames, and
+// the guest handed them to the host). Then it saves the guest, kills it,
+// restores it onto a tap in another namespace, waits for Linux's gratuitous
+// ARP there (GUEST_ANNOUNCE) and checks it all again.
 func TestLinuxNet(t *testing.T) {
 	needNet(t)
 	kdir := debianKernelDir(t)
@@ -87,7 +99,7 @@ func TestLinuxNet(t *testing.T) {
 	rng := rand.NewChaCha8([32]byte{'c', 'h', 's', 'n', 'a', 'p'})
 	rng.Read(data)
 
-	ns, tap := hostTap(t, "chs-ln0", tapFlags)
+	ns, tap := linuxNetHostTap(t, "chs-ln0")
 	frames := ns.captureFrames(t, "chs-ln0")
 	sock := filepath.Join(dir, "a.sock")
 	start := time.Now()
@@ -107,7 +119,7 @@ func TestLinuxNet(t *testing.T) {
 	p.cmd.Process.Kill()
 	p.wait(t, 10*time.Second)
 
-	ns2, tap2 := hostTap(t, "chs-ln1", tapFlags)
+	ns2, tap2 := linuxNetHostTap(t, "chs-ln1")
 	arp := ns2.captureARP(t, "chs-ln1")
 	frames2 := ns2.captureFrames(t, "chs-ln1")
 	start = time.Now()
@@ -132,8 +144,8 @@ func TestLinuxNet(t *testing.T) {
 
 // checkLinuxFeatures checks the features= field of a linuxnet-ready or feat
 // line (the virtio device's /sys features: one '0' or '1' per bit, bit 0
-// first) against linuxNetFeatures, the mac= field against mac0, and returns
-// the bit string.
+// first) against linuxNetFeatures and the mac=, ip= and ip6= fields against
+// the test's, and returns the bit string.
 func checkLinuxFeatures(t *testing.T, line string) string {
 	t.Helper()
 	fields := map[string]string{}
@@ -142,8 +154,9 @@ func checkLinuxFeatures(t *testing.T, line string) string {
 			fields[k] = v
 		}
 	}
-	if fields["mac"] != mac0 {
-		t.Errorf("eth0's MAC is %q, want %s (line %q)", fields["mac"], mac0, line)
+	if fields["mac"] != mac0 || fields["ip"] != guestCIDR || fields["ip6"] != guestCIDR6 {
+		t.Errorf("eth0 has MAC %q, addresses %q and %q; want %s, %s and %s (line %q)",
+			fields["mac"], fields["ip"], fields["ip6"], mac0, guestCIDR, guestCIDR6, line)
 	}
 	bits := fields["features"]
 	if len(bits) != 64 || strings.Trim(bits, "01") != "" {
@@ -165,27 +178,67 @@ func checkLinuxFeatures(t *testing.T, line string) string {
 	return bits
 }
 
+// linuxNetHostTap is hostTap plus the host side's IPv6 address.
+func linuxNetHostTap(t *testing.T, name string) (*testNS, *os.File) {
+	t.Helper()
+	n, f := hostTap(t, name, tapFlags)
+	link, err := n.nl.LinkByName(name)
+	if err != nil {
+		t.Fatalf("link %s: %v", name, err)
+	}
+	addr, err := netlink.ParseAddr(hostCIDR6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr.Flags = unix.IFA_F_NODAD
+	if err := n.nl.AddrAdd(link, addr); err != nil {
+		t.Fatalf("add %s to %s: %v", hostCIDR6, name, err)
+	}
+	return n, f
+}
+
 // checkLinuxNet checks a linuxnet guest p on the tap whose namespace is n
-// and whose frames fc sees: ping, data sent to its port 5000 arrives
-// intact, the guest sends it back intact, and each way at least one frame
-// larger than an Ethernet frame crossed the tap.
+// and whose frames fc sees: ping both ways, then over IPv4 and IPv6 (TSO4
+// and TSO6) data sent to its port 5000 arrives intact, the guest sends it
+// back intact, and each way at least one frame larger than an Ethernet
+// frame crossed the tap.
 func checkLinuxNet(t *testing.T, p *vmProc, n *testNS, fc *frameCapture, data []byte, what string) {
 	t.Helper()
 	pg := n.pinger(t)
 	if err := pg.pingUntil(guestIP, 30*time.Second); err != nil {
 		t.Fatalf("%s: %v\n%s", what, err, netDiag(nil, n)+linuxDiag(p))
 	}
-	for _, size := range []int{56, 1472} {
+	for _, size := range []int{0, 1, 56, 512, 1000, 1400, 1472} {
 		if err := pg.ping(guestIP, size, 5*time.Second); err != nil {
 			t.Errorf("%s: %v", what, err)
 		}
 	}
+	if reply := p.command(t, "ping "+hostIP, "ping "); reply != "ping rc=0" {
+		t.Errorf("%s: the guest's ping to %s: %q", what, hostIP, reply)
+	}
+	for _, fam := range []struct {
+		name        string
+		guest, host string
+		etherType   uint16
+	}{
+		{"IPv4", guestIP, hostIP, unix.ETH_P_IP},
+		{"IPv6", guestIP6, hostIP6, unix.ETH_P_IPV6},
+	} {
+		w := what + " " + fam.name
+		streamToLinux(t, p, n, fc, data, net.JoinHostPort(fam.guest, "5000"), fam.etherType, w)
+		streamFromLinux(t, p, n, fc, data, fam.host, fam.etherType, w)
+	}
+}
 
-	// Host to guest: the guest's TCP receive path (GUEST_TSO, GUEST_CSUM,
-	// MRG_RXBUF).
-	fc.reset()
+// streamToLinux sends data from the namespace to the guest's listener at
+// addr and checks what the guest received; the guest's receive path
+// (GUEST_TSO, GUEST_CSUM, MRG_RXBUF). At least one frame of etherType over
+// 1514 bytes must have gone into the tap.
+func streamToLinux(t *testing.T, p *vmProc, n *testNS, fc *frameCapture, data []byte, addr string, etherType uint16, what string) {
+	t.Helper()
+	fc.reset(etherType)
 	start := time.Now()
-	if err := n.sendTCP(guestIP+":5000", data, time.Minute); err != nil {
+	if err := n.sendTCP(addr, data, time.Minute); err != nil {
 		t.Fatalf("%s: %v\n%s", what, err, netDiag(nil, n)+linuxDiag(p))
 	}
 	m, err := p.con.Expect(`^rx bytes=(\d+) sha256=([0-9a-f]+)`, time.Minute)
@@ -196,19 +249,25 @@ func checkLinuxNet(t *testing.T, p *vmProc, n *testNS, fc *frameCapture, data []
 	if m[1] != strconv.Itoa(len(data)) || m[2] != hex.EncodeToString(sum[:]) {
 		t.Errorf("%s: the guest received %s bytes with sha256 %s, want %d bytes with %x", what, m[1], m[2], len(data), sum)
 	}
-	out := fc.stats()
-	t.Logf("%s: %d bytes host to guest in %v; tap frames to the guest: %s", what, len(data), time.Since(start).Round(time.Millisecond), out.out)
-	if out.out.big == 0 {
-		t.Errorf("%s: no frame larger than 1514 bytes went from the host into the tap (%s): the host did not hand the guest a TSO super-frame", what, out.out)
+	st := fc.stats()
+	t.Logf("%s: %d bytes host to guest in %v; tap frames to the guest: %s", what, len(data), time.Since(start).Round(time.Millisecond), st.out)
+	if st.out.big == 0 {
+		t.Errorf("%s: no frame larger than 1514 bytes went from the host into the tap (%s): the host did not hand the guest a TSO super-frame", what, st.out)
 	}
+}
 
-	// Guest to host: its transmit path (HOST_TSO, CSUM).
-	fc.reset()
-	start = time.Now()
+// streamFromLinux has the guest send back what it last received to a
+// listener on host (in the namespace) and checks the bytes; the guest's
+// transmit path (HOST_TSO, CSUM). At least one frame of etherType over
+// 1514 bytes must have come out of the tap.
+func streamFromLinux(t *testing.T, p *vmProc, n *testNS, fc *frameCapture, data []byte, host string, etherType uint16, what string) {
+	t.Helper()
+	fc.reset(etherType)
+	start := time.Now()
 	var ln net.Listener
 	if err := n.do(func() error {
 		var err error
-		ln, err = net.Listen("tcp4", hostIP+":0")
+		ln, err = net.Listen("tcp", net.JoinHostPort(host, "0"))
 		return err
 	}); err != nil {
 		t.Fatalf("%s: listen in the test namespace: %v", what, err)
@@ -233,7 +292,7 @@ func checkLinuxNet(t *testing.T, p *vmProc, n *testNS, fc *frameCapture, data []
 		got <- b
 	}()
 	port := ln.Addr().(*net.TCPAddr).Port
-	reply := p.command(t, fmt.Sprintf("tx %s %d", hostIP, port), "tx ")
+	reply := p.command(t, fmt.Sprintf("tx %s %d", host, port), "tx ")
 	if !strings.HasPrefix(reply, "tx rc=0 ") {
 		t.Errorf("%s: guest's send: %q", what, reply)
 	}
@@ -247,10 +306,10 @@ func checkLinuxNet(t *testing.T, p *vmProc, n *testNS, fc *frameCapture, data []
 	case <-time.After(90 * time.Second):
 		t.Errorf("%s: the guest's stream to the host did not end", what)
 	}
-	in := fc.stats()
-	t.Logf("%s: %d bytes guest to host in %v; tap frames from the guest: %s", what, len(data), time.Since(start).Round(time.Millisecond), in.in)
-	if in.in.big == 0 {
-		t.Errorf("%s: no frame larger than 1514 bytes came out of the tap from the guest (%s): the guest's TSO super-frames did not reach the host whole", what, in.in)
+	st := fc.stats()
+	t.Logf("%s: %d bytes guest to host in %v; tap frames from the guest: %s", what, len(data), time.Since(start).Round(time.Millisecond), st.in)
+	if st.in.big == 0 {
+		t.Errorf("%s: no frame larger than 1514 bytes came out of the tap from the guest (%s): the guest's TSO super-frames did not reach the host whole", what, st.in)
 	}
 }
 
@@ -270,7 +329,7 @@ func (n *testNS) sendTCP(addr string, data []byte, timeout time.Duration) error 
 	for {
 		err := n.do(func() error {
 			var err error
-			c, err = net.DialTimeout("tcp4", addr, 5*time.Second)
+			c, err = net.DialTimeout("tcp", addr, 5*time.Second)
 			return err
 		})
 		if err == nil {
@@ -301,8 +360,9 @@ func (s frameStats) String() string {
 	return fmt.Sprintf("%d frames, %d over 1514 bytes, largest %d", s.n, s.big, s.max)
 }
 
-// frameCounts is what a frameCapture saw since its last reset: out, frames
-// the host sent into the tap (to the guest); in, frames the guest wrote.
+// frameCounts is what a frameCapture saw since its last reset, of the
+// EtherType it was reset to: out, frames the host sent into the tap (to the
+// guest); in, frames the guest wrote.
 type frameCounts struct {
 	out, in frameStats
 }
@@ -317,8 +377,9 @@ type frameCapture struct {
 	stop chan struct{}
 	done chan struct{}
 
-	mu sync.Mutex
-	c  frameCounts // guarded by mu
+	mu        sync.Mutex
+	c         frameCounts // guarded by mu
+	etherType uint16      // the frames counted (0: all); guarded by mu
 }
 
 // captureFrames starts a capture on interface name in the namespace; it
@@ -387,6 +448,10 @@ func (c *frameCapture) run() {
 			continue
 		}
 		c.mu.Lock()
+		if c.etherType != 0 && (k < 14 || binary.BigEndian.Uint16(buf[12:]) != c.etherType) {
+			c.mu.Unlock()
+			continue
+		}
 		s := &c.c.in
 		if ll.Pkttype == unix.PACKET_OUTGOING {
 			s = &c.c.out
@@ -400,10 +465,12 @@ func (c *frameCapture) run() {
 	}
 }
 
-// reset zeroes the counts.
-func (c *frameCapture) reset() {
+// reset zeroes the counts and counts only frames of etherType from now on
+// (0: all).
+func (c *frameCapture) reset(etherType uint16) {
 	c.mu.Lock()
 	c.c = frameCounts{}
+	c.etherType = etherType
 	c.mu.Unlock()
 }
 

@@ -1,10 +1,11 @@
 #!/bin/sh
 # /init of the linuxnet initramfs (built by build.sh): loads the virtio
 # modules, brings eth0 up with chsnap.ip= from the command line, reports what
-# the virtio-net driver negotiated, serves TCP port 5000 (each connection's
+# the virtio-net driver negotiated (and adds chsnap.ip6=, if given, without
+# duplicate address detection), serves TCP port 5000 (each connection's
 # bytes are kept in /tmp/rx and reported) and answers commands read from the
 # console, one reply line each, whose first word is the command's:
-#   feat                  feat mac=M ip=A features=BITS  (BITS: the virtio
+#   feat                  feat mac=M ip=A ip6=A6 features=BITS  (BITS: the virtio
 #                         device's /sys features, bit 0 first)
 #   stats                 stats rx_packets=N tx_packets=N rx_bytes=N tx_bytes=N
 #   tx HOST PORT          sends /tmp/rx to HOST:PORT; tx rc=N bytes=N
@@ -38,6 +39,11 @@ done
 ip link set lo up
 ip addr add "$ip" dev eth0 || fail "ip addr add $ip dev eth0"
 ip link set eth0 up || fail "ip link set eth0 up"
+ip6=$(sed -n 's/.*chsnap\.ip6=\([0-9a-fA-F:/]*\).*/\1/p' /proc/cmdline)
+if [ -n "$ip6" ]; then
+	echo 0 >/proc/sys/net/ipv6/conf/eth0/accept_dad
+	ip -6 addr add "$ip6" dev eth0 || fail "ip -6 addr add $ip6 dev eth0"
+fi
 
 # The features the driver wrote to the net device (device id 1).
 features() {
@@ -47,7 +53,7 @@ features() {
 	echo none
 }
 feat() {
-	echo "mac=$(cat /sys/class/net/eth0/address) ip=$ip features=$(features)"
+	echo "mac=$(cat /sys/class/net/eth0/address) ip=$ip ip6=${ip6:-none} features=$(features)"
 }
 
 cat >/bin/rxsink <<'EOS'
