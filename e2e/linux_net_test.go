@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,10 +35,22 @@ const (
 	guestCIDR6 = "fd00::2/64"
 )
 
-// linuxNetCmdline boots the Debian kernel quietly, rebooting (so ending
-// chsnap) at once on a panic; testdata/linuxnet/init.sh reads chsnap.ip
-// and chsnap.ip6.
-const linuxNetCmdline = "console=ttyS0 reboot=k panic=-1 quiet chsnap.ip=" + guestCIDR + " chsnap.ip6=" + guestCIDR6
+// linuxNetCmdline boots the Debian kernel showing only its warnings and
+// errors, rebooting (so ending chsnap) at once on a panic;
+// testdata/linuxnet/init.sh reads chsnap.ip and chsnap.ip6.
+const linuxNetCmdline = "console=ttyS0 reboot=k panic=-1 loglevel=5 chsnap.ip=" + guestCIDR + " chsnap.ip6=" + guestCIDR6
+
+// linuxTrouble matches kernel lines that mean the driver or the kernel
+// met something wrong: warnings with a trace, oopses, a stuck transmit
+// queue, virtio-net's complaints about what the device put in its rings.
+var linuxTrouble = regexp.MustCompile(`WARNING:|BUG:|Oops|Call Trace|NETDEV WATCHDOG|timed out|` +
+	`virtio_net.*(error|bad|unexpected|too|fail|invalid)|eth0:.*(error|bad|unexpected|too|fail|invalid)|` +
+	`virtio_mmio.*(error|fail|invalid)|is not a head|out of range`)
+
+// linuxErrorCounters are eth0's counters (testdata/linuxnet's stats) that
+// must stay 0.
+var linuxErrorCounters = []string{"rx_errors", "tx_errors", "rx_dropped", "tx_dropped",
+	"rx_length_errors", "rx_frame_errors", "rx_over_errors", "rx_fifo_errors", "tx_fifo_errors"}
 
 // linuxNetBytes is the size of each TCP transfer, both ways.
 const linuxNetBytes = 4 << 20
@@ -113,6 +126,7 @@ func TestLinuxNet(t *testing.T) {
 	t.Logf("Linux up on chsnap's virtio-net after %v: %s", time.Since(start).Round(time.Millisecond), m[2])
 	feats := checkLinuxFeatures(t, m[2])
 	checkLinuxNet(t, p, ns, frames, data, "booted")
+	checkLinuxHealth(t, p, "booted")
 
 	snap := filepath.Join(dir, "linux.snap")
 	chsnapOK(t, "save", "--leave-paused", "--api-socket", sock, snap)
@@ -135,6 +149,7 @@ func TestLinuxNet(t *testing.T) {
 		t.Errorf("features after the restore %s, before %s", got, feats)
 	}
 	checkLinuxNet(t, r, ns2, frames2, data, "restored")
+	checkLinuxHealth(t, r, "restored")
 
 	r.send(t, "poweroff")
 	if st := r.wait(t, 30*time.Second); st != 0 {
@@ -311,6 +326,40 @@ func streamFromLinux(t *testing.T, p *vmProc, n *testNS, fc *frameCapture, data 
 	if st.in.big == 0 {
 		t.Errorf("%s: no frame larger than 1514 bytes came out of the tap from the guest (%s): the guest's TSO super-frames did not reach the host whole", what, st.in)
 	}
+}
+
+// checkLinuxHealth checks that eth0's error and drop counters are 0 and
+// that the kernel printed no linuxTrouble line, and logs every kernel line
+// it printed (warnings and errors only: loglevel=5).
+func checkLinuxHealth(t *testing.T, p *vmProc, what string) {
+	t.Helper()
+	reply := p.command(t, "stats", "stats ")
+	counters := map[string]string{}
+	for _, w := range strings.Fields(reply)[1:] {
+		if k, v, ok := strings.Cut(w, "="); ok {
+			counters[k] = v
+		}
+	}
+	for _, k := range linuxErrorCounters {
+		if counters[k] != "0" {
+			t.Errorf("%s: eth0's %s is %q, want 0 (%s)", what, k, counters[k], reply)
+		}
+	}
+	t.Logf("%s: eth0 %s", what, reply)
+	var kernel, trouble []string
+	for _, l := range strings.Split(p.con.Transcript(), "\n") {
+		if !strings.HasPrefix(l, "< [") {
+			continue
+		}
+		kernel = append(kernel, l[2:])
+		if linuxTrouble.MatchString(l) {
+			trouble = append(trouble, l[2:])
+		}
+	}
+	if len(trouble) > 0 {
+		t.Errorf("%s: the kernel reported trouble:\n%s", what, strings.Join(trouble, "\n"))
+	}
+	t.Logf("%s: %d kernel lines on the console:\n%s", what, len(kernel), strings.Join(kernel, "\n"))
 }
 
 // linuxDiag is the guest's interface counters (if it still answers),

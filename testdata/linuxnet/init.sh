@@ -1,13 +1,14 @@
 #!/bin/sh
 # /init of the linuxnet initramfs (built by build.sh): loads the virtio
-# modules, brings eth0 up with chsnap.ip= from the command line, reports what
-# the virtio-net driver negotiated (and adds chsnap.ip6=, if given, without
-# duplicate address detection), serves TCP port 5000 (each connection's
+# modules, brings eth0 up with chsnap.ip= from the command line (and
+# chsnap.ip6= if given, without duplicate address detection), reports what
+# the virtio-net driver negotiated, serves TCP port 5000 (each connection's
 # bytes are kept in /tmp/rx and reported) and answers commands read from the
 # console, one reply line each, whose first word is the command's:
 #   feat                  feat mac=M ip=A ip6=A6 features=BITS  (BITS: the virtio
 #                         device's /sys features, bit 0 first)
-#   stats                 stats rx_packets=N tx_packets=N rx_bytes=N tx_bytes=N
+#   stats                 stats rx_packets=N tx_packets=N ... (eth0's counters
+#                         from /sys/class/net/eth0/statistics, as NAME=N)
 #   tx HOST PORT          sends /tmp/rx to HOST:PORT; tx rc=N bytes=N
 #   ping HOST             three echo requests from the guest; ping rc=N
 #   poweroff              powers off (no reply)
@@ -65,6 +66,8 @@ chmod 755 /bin/rxsink
 : >/tmp/rx
 (while :; do nc -l -p 5000 -e /bin/rxsink </dev/null >/dev/null 2>&1; done) &
 
+stats="rx_packets tx_packets rx_bytes tx_bytes rx_errors tx_errors rx_dropped tx_dropped
+rx_length_errors rx_frame_errors rx_over_errors rx_fifo_errors tx_fifo_errors"
 stty -echo 2>/dev/null
 echo "linuxnet-ready $(feat)"
 while read -r cmd a b; do
@@ -72,8 +75,11 @@ while read -r cmd a b; do
 	"") ;;
 	feat) echo "feat $(feat)" ;;
 	stats)
-		s=/sys/class/net/eth0/statistics
-		echo "stats rx_packets=$(cat $s/rx_packets) tx_packets=$(cat $s/tx_packets) rx_bytes=$(cat $s/rx_bytes) tx_bytes=$(cat $s/tx_bytes)"
+		line=stats
+		for f in $stats; do
+			line="$line $f=$(cat /sys/class/net/eth0/statistics/$f)"
+		done
+		echo "$line"
 		;;
 	tx)
 		nc "$a" "$b" </tmp/rx >/dev/null
