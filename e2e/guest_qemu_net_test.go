@@ -103,7 +103,7 @@ func (n *qnetNS) netSetup(t *testing.T, name, cidr string) (*os.File, int) {
 			return
 		}
 		var h *netlink.Handle
-		if h, err = netlink.NewHandle(); err != nil {
+		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 			return
 		}
 		defer h.Delete()
@@ -436,6 +436,9 @@ func (f qnetFrame) malformed(badID, badPort uint16) map[string][]byte {
 }
 
 func TestGuestQEMUNet(t *testing.T) {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("SKIPPED: qemu-system-x86_64 not found in PATH; install qemu-system-x86 to run the QEMU guest tests")
+	}
 	ns := qnetNewNS(t)
 	var taps [2]*os.File
 	var index [2]int
@@ -704,7 +707,7 @@ func qnetLink(ns *qnetNS, name string) (netlink.Link, error) {
 	var err error
 	ns.run(func() {
 		var h *netlink.Handle
-		if h, err = netlink.NewHandle(); err != nil {
+		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 			return
 		}
 		defer h.Delete()
@@ -721,7 +724,7 @@ func qnetNeighs(ns *qnetNS, index int) ([]netlink.Neigh, error) {
 	var err error
 	ns.run(func() {
 		var h *netlink.Handle
-		if h, err = netlink.NewHandle(); err != nil {
+		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 			return
 		}
 		defer h.Delete()
