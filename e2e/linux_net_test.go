@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +25,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/chsnap/chsnap/formats"
 )
 
 // The guest's and the host side's IPv6 addresses (unique local, added
@@ -131,30 +134,53 @@ func TestLinuxNet(t *testing.T) {
 	}
 	t.Logf("Linux up on chsnap's virtio-net after %v: %s", time.Since(start).Round(time.Millisecond), m[2])
 	feats := checkLinuxFeatures(t, m[2])
-	checkLinuxNet(t, p, ns, frames, data, "booted")
+	checkLinuxNet(t, p, ns, frames, data, "booted", nil)
 	checkLinuxHealth(t, p, "booted")
+	irqsBefore := p.command(t, "irqs", "irqs")
 
 	snap := filepath.Join(dir, "linux.snap")
 	chsnapOK(t, "save", "--leave-paused", "--api-socket", sock, snap)
 	p.cmd.Process.Kill()
 	p.wait(t, 10*time.Second)
+	saved := archiveDevice(t, snap, "net0")
+	t.Logf("net0 as saved: %s", saved)
 
 	ns2, tap2 := linuxNetHostTap(t, "chs-ln1")
 	arp := ns2.captureARP(t, "chs-ln1")
 	frames2 := ns2.captureFrames(t, "chs-ln1")
 	start = time.Now()
+	sock2 := filepath.Join(dir, "b.sock")
 	r := startChsnapFiles(t, []*os.File{tap2}, "restore", snap, "--net-fd", "net0=3",
-		"--api-socket", filepath.Join(dir, "b.sock"))
+		"--api-socket", sock2)
+	// What a failure after the restore shows besides the usual: the
+	// device as saved and as it is now (a second save), and the guest's
+	// virtio interrupt counts then and now.
+	restoredDiag := func() string {
+		var b strings.Builder
+		fmt.Fprintf(&b, "guest virtio interrupts before the save: %s\n", irqsBefore)
+		reply, err := r.con.Command("irqs", 10*time.Second)
+		fmt.Fprintf(&b, "guest virtio interrupts now: %s (%v)\n", reply, err)
+		fmt.Fprintf(&b, "net0 as saved: %s\n", saved)
+		again := filepath.Join(dir, "again.snap")
+		out, err := exec.Command(chsnapBin, "save", "--leave-paused", "--api-socket", sock2, again).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(&b, "second save: %v %s\n", err, out)
+		} else {
+			fmt.Fprintf(&b, "net0 now (second save): %s\n", archiveDevice(t, again, "net0"))
+			exec.Command(chsnapBin, "resume", "--api-socket", sock2).Run()
+		}
+		return b.String()
+	}
 	mac, _ := net.ParseMAC(mac0)
 	if seen, err := arp.waitGratuitous(mac, guestIP, 30*time.Second); err != nil {
-		t.Errorf("restored Linux did not announce itself on the new tap: %v\n%s", err, netDiag(r, ns2))
+		t.Errorf("restored Linux did not announce itself on the new tap: %v\n%s", err, netDiag(nil, ns2)+linuxDiag(r, restoredDiag))
 	} else {
 		t.Logf("gratuitous ARP %v after %v (%d ARP frames)", seen[len(seen)-1], time.Since(start).Round(time.Millisecond), len(seen))
 	}
 	if got := checkLinuxFeatures(t, r.command(t, "feat", "feat ")); got != feats {
 		t.Errorf("features after the restore %s, before %s", got, feats)
 	}
-	checkLinuxNet(t, r, ns2, frames2, data, "restored")
+	checkLinuxNet(t, r, ns2, frames2, data, "restored", restoredDiag)
 	checkLinuxHealth(t, r, "restored")
 
 	r.send(t, "poweroff")
@@ -222,12 +248,12 @@ func linuxNetHostTap(t *testing.T, name string) (*testNS, *os.File) {
 // and whose frames fc sees: ping both ways, then over IPv4 and IPv6 (TSO4
 // and TSO6) data sent to its port 5000 arrives intact, the guest sends it
 // back intact, and each way at least one frame larger than an Ethernet
-// frame crossed the tap.
-func checkLinuxNet(t *testing.T, p *vmProc, n *testNS, fc *frameCapture, data []byte, what string) {
+// frame crossed the tap. Failure messages add extra's text (when not nil).
+func checkLinuxNet(t *testing.T, p *vmProc, n *testNS, fc *frameCapture, data []byte, what string, extra func() string) {
 	t.Helper()
 	pg := n.pinger(t)
 	if err := pg.pingUntil(guestIP, 30*time.Second); err != nil {
-		t.Fatalf("%s: %v\n%s", what, err, netDiag(nil, n)+linuxDiag(p))
+		t.Fatalf("%s: %v\n%s", what, err, netDiag(nil, n)+linuxDiag(p, extra))
 	}
 	for _, size := range []int{0, 1, 56, 512, 1000, 1400, 1472} {
 		if err := pg.ping(guestIP, size, 5*time.Second); err != nil {
@@ -246,8 +272,8 @@ func checkLinuxNet(t *testing.T, p *vmProc, n *testNS, fc *frameCapture, data []
 		{"IPv6", guestIP6, hostIP6, unix.ETH_P_IPV6},
 	} {
 		w := what + " " + fam.name
-		streamToLinux(t, p, n, fc, data, net.JoinHostPort(fam.guest, "5000"), fam.etherType, w)
-		streamFromLinux(t, p, n, fc, data, fam.host, fam.etherType, w)
+		streamToLinux(t, p, n, fc, data, net.JoinHostPort(fam.guest, "5000"), fam.etherType, w, extra)
+		streamFromLinux(t, p, n, fc, data, fam.host, fam.etherType, w, extra)
 	}
 }
 
@@ -255,16 +281,16 @@ func checkLinuxNet(t *testing.T, p *vmProc, n *testNS, fc *frameCapture, data []
 // addr and checks what the guest received; the guest's receive path
 // (GUEST_TSO, GUEST_CSUM, MRG_RXBUF). At least one frame of etherType over
 // 1514 bytes must have gone into the tap.
-func streamToLinux(t *testing.T, p *vmProc, n *testNS, fc *frameCapture, data []byte, addr string, etherType uint16, what string) {
+func streamToLinux(t *testing.T, p *vmProc, n *testNS, fc *frameCapture, data []byte, addr string, etherType uint16, what string, extra func() string) {
 	t.Helper()
 	fc.reset(etherType)
 	start := time.Now()
 	if err := n.sendTCP(addr, data, time.Minute); err != nil {
-		t.Fatalf("%s: %v\n%s", what, err, netDiag(nil, n)+linuxDiag(p))
+		t.Fatalf("%s: %v\n%s", what, err, netDiag(nil, n)+linuxDiag(p, extra))
 	}
 	m, err := p.con.Expect(`^rx bytes=(\d+) sha256=([0-9a-f]+)`, time.Minute)
 	if err != nil {
-		t.Fatalf("%s: the guest did not report the stream: %v\n%s", what, err, netDiag(nil, n)+linuxDiag(p))
+		t.Fatalf("%s: the guest did not report the stream: %v\n%s", what, err, netDiag(nil, n)+linuxDiag(p, extra))
 	}
 	sum := sha256.Sum256(data)
 	if m[1] != strconv.Itoa(len(data)) || m[2] != hex.EncodeToString(sum[:]) {
@@ -281,7 +307,7 @@ func streamToLinux(t *testing.T, p *vmProc, n *testNS, fc *frameCapture, data []
 // listener on host (in the namespace) and checks the bytes; the guest's
 // transmit path (HOST_TSO, CSUM). At least one frame of etherType over
 // 1514 bytes must have come out of the tap.
-func streamFromLinux(t *testing.T, p *vmProc, n *testNS, fc *frameCapture, data []byte, host string, etherType uint16, what string) {
+func streamFromLinux(t *testing.T, p *vmProc, n *testNS, fc *frameCapture, data []byte, host string, etherType uint16, what string, extra func() string) {
 	t.Helper()
 	fc.reset(etherType)
 	start := time.Now()
@@ -323,7 +349,7 @@ func streamFromLinux(t *testing.T, p *vmProc, n *testNS, fc *frameCapture, data 
 			t.Errorf("%s: the guest sent back %d bytes, not the %d it received (or different ones)", what, len(b), len(data))
 		}
 	case err := <-gotErr:
-		t.Errorf("%s: the guest's stream to the host: %v\n%s", what, err, netDiag(nil, n)+linuxDiag(p))
+		t.Errorf("%s: the guest's stream to the host: %v\n%s", what, err, netDiag(nil, n)+linuxDiag(p, extra))
 	case <-time.After(90 * time.Second):
 		t.Errorf("%s: the guest's stream to the host did not end", what)
 	}
@@ -376,10 +402,45 @@ func checkLinuxHealth(t *testing.T, p *vmProc, what string) {
 }
 
 // linuxDiag is the guest's interface counters (if it still answers),
-// chsnap's stderr and the console transcript, for failure messages.
-func linuxDiag(p *vmProc) string {
+// extra's text (when not nil), chsnap's stderr and the console transcript,
+// for failure messages.
+func linuxDiag(p *vmProc, extra func() string) string {
 	reply, err := p.con.Command("stats", 10*time.Second)
-	return fmt.Sprintf("guest: %q (%v)\nchsnap stderr:\n%s\nconsole:\n%s", reply, err, p.stderr, p.con.Transcript())
+	more := ""
+	if extra != nil {
+		more = extra()
+	}
+	return fmt.Sprintf("guest: %q (%v)\n%schsnap stderr:\n%s\nconsole:\n%s", reply, err, more, p.stderr, p.con.Transcript())
+}
+
+// archiveDevice returns the JSON of the device section with id in the
+// archive at path, or a line saying why there is none.
+func archiveDevice(t *testing.T, path, id string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Sprintf("(open %s: %v)", path, err)
+	}
+	defer f.Close()
+	r, err := formats.NewReader(f)
+	if err != nil {
+		return fmt.Sprintf("(read %s: %v)", path, err)
+	}
+	for {
+		s, err := r.Next()
+		if err != nil {
+			return fmt.Sprintf("(no device %s in %s: %v)", id, path, err)
+		}
+		if s.Kind != formats.KindDevice {
+			continue
+		}
+		var d struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(s.Payload, &d) == nil && d.ID == id {
+			return string(s.Payload)
+		}
+	}
 }
 
 // sendTCP connects from the namespace to addr (retrying while it refuses:

@@ -10,6 +10,7 @@
 #   stats                 stats rx_packets=N tx_packets=N ... (eth0's counters
 #                         from /sys/class/net/eth0/statistics, as NAME=N)
 #   tx HOST PORT          sends /tmp/rx to HOST:PORT; tx rc=N bytes=N
+#   irqs                  irqs LINE;LINE... (/proc/interrupts' virtio lines)
 #   ping HOST             three echo requests from the guest; ping rc=N
 #   poweroff              powers off (no reply)
 # Anything else gets "error unknown command". Lines it prints unasked:
@@ -84,6 +85,9 @@ while read -r cmd a b; do
 	tx)
 		nc "$a" "$b" </tmp/rx >/dev/null
 		echo "tx rc=$? bytes=$(wc -c </tmp/rx)"
+		;;
+	irqs)
+		echo "irqs $(grep -i virtio /proc/interrupts | tr -s ' ' | tr '\n' ';')"
 		;;
 	ping)
 		ping -c 3 -W 2 "$a" >/dev/null 2>&1
