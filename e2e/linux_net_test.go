@@ -109,9 +109,10 @@ func fileExists(p string) bool {
 // stream each way whose bytes arrive intact, with at least one frame larger
 // than 1514 bytes crossing the tap in each direction (so segmentation
 // offload really happened: the host handed the guest TCP super-frames, and
-// the guest handed them to the host). Then it saves the guest, kills it,
-// restores it onto a tap in another namespace, waits for Linux's gratuitous
-// ARP there (GUEST_ANNOUNCE) and checks it all again.
+// the guest handed them to the host). Then it saves the guest while echo
+// requests pour in, kills it, restores it onto a tap in another namespace,
+// waits for Linux's gratuitous ARP there (GUEST_ANNOUNCE) and checks it all
+// again.
 func TestLinuxNet(t *testing.T) {
 	needNet(t)
 	kdir := debianKernelDir(t)
@@ -138,8 +139,13 @@ func TestLinuxNet(t *testing.T) {
 	checkLinuxHealth(t, p, "booted")
 	irqsBefore := p.command(t, "irqs", "irqs")
 
+	// Save while echo requests pour in, so the device is caught with
+	// frames in flight: receive chains used, interrupts raised.
 	snap := filepath.Join(dir, "linux.snap")
+	stopFlood := ns.floodPing(t, guestIP, time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
 	chsnapOK(t, "save", "--leave-paused", "--api-socket", sock, snap)
+	t.Logf("echo requests sent during the save: %d", stopFlood())
 	p.cmd.Process.Kill()
 	p.wait(t, 10*time.Second)
 	saved := archiveDevice(t, snap, "net0")
@@ -186,6 +192,39 @@ func TestLinuxNet(t *testing.T) {
 	r.send(t, "poweroff")
 	if st := r.wait(t, 30*time.Second); st != 0 {
 		t.Errorf("exit status %d after poweroff; stderr:\n%s", st, r.stderr)
+	}
+}
+
+// floodPing sends ICMP echo requests to dst from the namespace every gap
+// (not waiting for replies) until the returned function is called, which
+// returns how many were sent.
+func (n *testNS) floodPing(t *testing.T, dst string, gap time.Duration) func() int {
+	t.Helper()
+	pg := n.pinger(t)
+	stop, done := make(chan struct{}), make(chan int, 1)
+	go func() {
+		to := &net.IPAddr{IP: net.ParseIP(dst)}
+		sent := 0
+		for seq := 0; ; seq++ {
+			select {
+			case <-stop:
+				done <- sent
+				return
+			case <-time.After(gap):
+			}
+			msg := make([]byte, 8+56)
+			msg[0] = 8 // echo request
+			binary.BigEndian.PutUint16(msg[4:], pg.id+1)
+			binary.BigEndian.PutUint16(msg[6:], uint16(seq))
+			binary.BigEndian.PutUint16(msg[2:], inetChecksum(msg))
+			if _, err := pg.c.WriteTo(msg, to); err == nil {
+				sent++
+			}
+		}
+	}()
+	return func() int {
+		close(stop)
+		return <-done
 	}
 }
 
