@@ -291,10 +291,58 @@ func (t *VirtioMMIO) failLocked(err error) {
 	}
 }
 
-// raiseLocked sets interrupt bits and drives the line.
+// raiseLocked sets interrupt bits and drives the line. The line is high
+// while InterruptStatus is non-zero, but the DSDT (like every peer's)
+// declares it edge-triggered and guests program the IOAPIC pin so: a new
+// cause raised while the line is already high would make no edge, and a
+// driver that acknowledges only the bits it read (Linux) would never hear
+// of it, its line stuck high for good. So a new bit on a high line pulses
+// it (low, then high): a fresh edge, and harmless on a level-triggered pin.
 func (t *VirtioMMIO) raiseLocked(bits uint32) error {
+	fresh := bits &^ t.interrupt
 	t.interrupt |= bits
+	if fresh != 0 && t.level {
+		return t.pulseLocked()
+	}
 	return t.updateLineLocked()
+}
+
+// pulseLocked drives the line low and high again.
+func (t *VirtioMMIO) pulseLocked() error {
+	if t.irq == nil {
+		return nil
+	}
+	for _, level := range []bool{false, true} {
+		if err := t.irq.Set(level); err != nil {
+			err = fmt.Errorf("virtio-mmio at %#x: set irq %v: %w", t.base, level, err)
+			if t.err == nil {
+				t.err = fmt.Errorf("%w: %w", ErrVirtioMMIO, err)
+			}
+			return err
+		}
+		t.level = level
+	}
+	return nil
+}
+
+// ReassertIRQ drives the line again after the interrupt controllers were
+// restored: restoring them (KVM_SET_IRQCHIP) forgets an edge raised
+// before, so a transport restored with InterruptStatus non-zero pulses its
+// line once more, and one with nothing pending drives it low.
+func (t *VirtioMMIO) ReassertIRQ() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.interrupt != 0 {
+		return t.pulseLocked()
+	}
+	if t.irq == nil {
+		return nil
+	}
+	if err := t.irq.Set(false); err != nil {
+		return fmt.Errorf("virtio-mmio at %#x: set irq false: %w", t.base, err)
+	}
+	t.level = false
+	return nil
 }
 
 func (t *VirtioMMIO) updateLineLocked() error {

@@ -586,3 +586,55 @@ func TestVirtioMMIOCmdline(t *testing.T) {
 		t.Errorf("VirtioMMIOCmdline = %q, want %q", got, want)
 	}
 }
+
+// TestVirtioMMIOEdgeForEachCause checks that a new interrupt cause raised
+// while the line is already high gives the guest a fresh edge (the pin is
+// edge-triggered), that a cause already pending does not, and that
+// ReassertIRQ pulses a pending line and lowers an idle one.
+func TestVirtioMMIOEdgeForEachCause(t *testing.T) {
+	tr, _, irq, _, m := activeTransport(t, FeatureVersion1)
+	irq.seq()
+	if err := tr.SignalConfig(); err != nil {
+		t.Fatal(err)
+	}
+	if got := irq.seq(); !slices.Equal(got, []bool{true}) {
+		t.Fatalf("first cause drove %v, want [true]", got)
+	}
+	if err := tr.SignalConfig(); err != nil {
+		t.Fatal(err)
+	}
+	if got := irq.seq(); len(got) != 0 {
+		t.Errorf("the same cause again drove %v, want nothing (already pending)", got)
+	}
+	// A used-buffer cause while the config one is pending: low, then high.
+	tr.mu.Lock()
+	err := tr.raiseLocked(InterruptUsedBuffer)
+	tr.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := irq.seq(); !slices.Equal(got, []bool{false, true}) {
+		t.Errorf("a new cause on a high line drove %v, want [false true]", got)
+	}
+	// The driver acknowledges only the config bit: the line stays high.
+	m.w32(mmioInterruptACK, InterruptConfigChange)
+	if got := irq.seq(); len(got) != 0 || m.r32(mmioInterruptStatus) != InterruptUsedBuffer {
+		t.Errorf("partial ack drove %v, status %#x", got, m.r32(mmioInterruptStatus))
+	}
+	if err := tr.ReassertIRQ(); err != nil {
+		t.Fatal(err)
+	}
+	if got := irq.seq(); !slices.Equal(got, []bool{false, true}) {
+		t.Errorf("ReassertIRQ with a cause pending drove %v, want [false true]", got)
+	}
+	m.w32(mmioInterruptACK, InterruptUsedBuffer)
+	if got := irq.seq(); !slices.Equal(got, []bool{false}) {
+		t.Errorf("the last ack drove %v, want [false]", got)
+	}
+	if err := tr.ReassertIRQ(); err != nil {
+		t.Fatal(err)
+	}
+	if got := irq.seq(); !slices.Equal(got, []bool{false}) {
+		t.Errorf("ReassertIRQ with nothing pending drove %v, want [false]", got)
+	}
+}

@@ -38,6 +38,7 @@ cp "$kdir/vmlinux" "$kdir/vmlinuz" "$kdir/manifest.txt" "$stage/kernel/"
 {
   printf 'E2E_RUN=%q\n' "${E2E_RUN:-.}"
   printf 'KVMSTATE_RUN=%q\n' "${KVMSTATE_RUN:-.}"
+  printf 'E2E_COUNT=%q\n' "${E2E_COUNT:-1}"
   printf 'export CHSNAP_GOLDEN_EMIT=%q\n' "${CHSNAP_GOLDEN_EMIT:-0}"
 } >"$stage/run.sh"
 cat >>"$stage/run.sh" <<'EOS'
@@ -48,7 +49,7 @@ echo "=== nested: kvmstate tests"
 ./kvmstate.test -test.v -test.count=1 -test.run "$KVMSTATE_RUN" >/tmp/kvmstate.out 2>&1 || rc=1
 cat /tmp/kvmstate.out
 echo "=== nested: e2e tests"
-./e2e.test -test.v -test.count=1 -test.timeout 20m -test.run "$E2E_RUN" >/tmp/e2e.out 2>&1 || rc=1
+./e2e.test -test.v -test.count="$E2E_COUNT" -test.timeout 20m -test.run "$E2E_RUN" >/tmp/e2e.out 2>&1 || rc=1
 cat /tmp/e2e.out
 passed=$(cat /tmp/kvmstate.out /tmp/e2e.out | grep -c '^--- PASS')
 failed=$(cat /tmp/kvmstate.out /tmp/e2e.out | grep -c '^--- FAIL')

@@ -206,3 +206,19 @@ func (d *devices) stopNets() {
 		vn.net.Stop()
 	}
 }
+
+// reassertIRQs drives every virtio device's interrupt line again, after the
+// irqchip state was restored over whatever the devices raised before.
+func (d *devices) reassertIRQs() error {
+	for _, vd := range d.disks {
+		if err := vd.transport.ReassertIRQ(); err != nil {
+			return fmt.Errorf("disk %s: %w", vd.cfg.ID, err)
+		}
+	}
+	for _, vn := range d.nets {
+		if err := vn.transport.ReassertIRQ(); err != nil {
+			return fmt.Errorf("net %s: %w", vn.cfg.ID, err)
+		}
+	}
+	return nil
+}

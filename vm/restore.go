@@ -118,6 +118,11 @@ func Restore(r io.Reader, opt RestoreOptions) (_ *VM, err error) {
 	if err := v.kvm.RestoreState(&st.VM, false); err != nil {
 		return nil, fmt.Errorf("restore VM state: %w", err)
 	}
+	// The IOAPIC was just overwritten: interrupts the devices raised while
+	// being restored are gone from it. Raise the pending ones again.
+	if err := v.dev.reassertIRQs(); err != nil {
+		return nil, err
+	}
 	if opt.Paused {
 		// Park every vCPU before it can run: they drain their mailbox
 		// before the first KVM_RUN.
