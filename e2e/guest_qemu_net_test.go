@@ -5,7 +5,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,18 +31,10 @@ var (
 	qnetTap   = [2]string{"chsnap-qt0", "chsnap-qt1"}
 )
 
-// qnetNS is an OS thread in a private network namespace of its own. Sockets
-// and taps created through run live in that namespace (and keep working
-// from any goroutine); the host's namespace is never touched. The thread
-// stays locked and exits with its goroutine, so no other goroutine ever
-// runs in the namespace.
-type qnetNS struct {
-	do chan func()
-}
-
-// qnetNewNS starts the thread, or skips the test loudly when this
-// machine cannot create network namespaces or taps.
-func qnetNewNS(t *testing.T) *qnetNS {
+// qnetNewNS makes the test's network namespace (newNS), or skips the test
+// loudly when this machine cannot create namespaces or taps. Unlike
+// needNet it does not need KVM: QEMU runs with TCG.
+func qnetNewNS(t *testing.T) *testNS {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("SKIPPED: the QEMU virtio-net test needs root (a network namespace and a tap)")
@@ -52,153 +42,37 @@ func qnetNewNS(t *testing.T) *qnetNS {
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
 		t.Skipf("SKIPPED: /dev/net/tun is missing: %v", err)
 	}
-	n := &qnetNS{do: make(chan func())}
-	errc := make(chan error)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		errc <- nil
-		for f := range n.do {
-			f()
-		}
-	}()
-	if err := <-errc; err != nil {
-		t.Skipf("SKIPPED: cannot create a private network namespace: %v", err)
-	}
-	t.Cleanup(func() { close(n.do) })
-	return n
+	return newNS(t)
 }
 
-func (n *qnetNS) run(f func()) {
-	done := make(chan struct{})
-	n.do <- func() { defer close(done); f() }
-	<-done
+// run runs f on a thread inside the namespace; f reports through its own
+// variables.
+func (n *testNS) run(t *testing.T, f func()) {
+	t.Helper()
+	if err := n.do(func() error { f(); return nil }); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // netSetup creates tap name (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR) in the
-// namespace, gives it address cidr and brings it and lo up. It returns the
-// tap's fd as a file for QEMU and the tap's interface index.
-func (n *qnetNS) netSetup(t *testing.T, name, cidr string) (*os.File, int) {
+// namespace, gives it address cidr and brings it up. It returns the tap's
+// fd as a file for QEMU and the tap's interface index.
+func (n *testNS) netSetup(t *testing.T, name, cidr string) (*os.File, int) {
 	t.Helper()
-	var (
-		fd    = -1
-		index int
-		err   error
-	)
-	n.run(func() {
-		if fd, err = unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
-			err = fmt.Errorf("open /dev/net/tun: %w", err)
-			return
-		}
-		var ifr *unix.Ifreq
-		if ifr, err = unix.NewIfreq(name); err != nil {
-			return
-		}
-		ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
-		if err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-			err = fmt.Errorf("TUNSETIFF %s: %w", name, err)
-			return
-		}
-		var h *netlink.Handle
-		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
-			return
-		}
-		defer h.Delete()
-		var lo, tap netlink.Link
-		if lo, err = h.LinkByName("lo"); err != nil {
-			return
-		}
-		if err = h.LinkSetUp(lo); err != nil {
-			return
-		}
-		if tap, err = h.LinkByName(name); err != nil {
-			return
-		}
-		var addr *netlink.Addr
-		if addr, err = netlink.ParseAddr(cidr); err != nil {
-			return
-		}
-		if err = h.AddrAdd(tap, addr); err != nil {
-			return
-		}
-		if err = h.LinkSetUp(tap); err != nil {
-			return
-		}
-		index = tap.Attrs().Index
-	})
+	f := n.tap(t, name, tapFlags)
+	n.up(t, name, cidr)
+	link, err := n.nl.LinkByName(name)
 	if err != nil {
-		if fd >= 0 {
-			unix.Close(fd)
-		}
-		t.Fatalf("set up tap %s in the test's network namespace: %v", name, err)
+		t.Fatalf("tap %s: %v", name, err)
 	}
-	f := os.NewFile(uintptr(fd), name)
-	t.Cleanup(func() { f.Close() })
-	return f, index
+	return f, link.Attrs().Index
 }
 
-// qnetStartQEMU is startQEMU with files passed to QEMU as fds 3, 4, ...
+// qnetStartQEMU boots the test guest on one vCPU with files passed to QEMU
+// as fds 3, 4, ...
 func qnetStartQEMU(t *testing.T, cmdline string, limit time.Duration, files []*os.File, extra ...string) *qemuGuest {
 	t.Helper()
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		t.Skip("SKIPPED: qemu-system-x86_64 not found in PATH; install qemu-system-x86 to run the QEMU guest tests")
-	}
-	img := testGuest(t, "guest.bzImage")
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	t.Cleanup(cancel)
-	args := []string{
-		"-M", "microvm", "-accel", "tcg", "-cpu", "max",
-		"-smp", "1", "-m", "512M",
-		"-nographic", "-no-reboot",
-		"-kernel", img, "-append", cmdline,
-	}
-	cmd := exec.CommandContext(ctx, qemu, append(args, extra...)...)
-	cmd.ExtraFiles = files
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatalf("qemu stdin: %v", err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatalf("qemu stdout: %v", err)
-	}
-	g := &qemuGuest{stderr: &bytes.Buffer{}, done: make(chan struct{})}
-	cmd.Stderr = g.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", qemu, err)
-	}
-	g.con = newConsole(stdout, stdin)
-	go func() {
-		g.err = cmd.Wait()
-		close(g.done)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-g.done
-		if t.Failed() {
-			t.Logf("console transcript:\n%s\nqemu stderr:\n%s", g.con.Transcript(), g.stderr.String())
-		}
-	})
-	return g
-}
-
-// qnetChecksum is the Internet checksum (RFC 1071) of b.
-func qnetChecksum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
+	return startQEMUFiles(t, "guest.bzImage", 1, cmdline, limit, files, extra...)
 }
 
 // qnetStats is one device's part of the guest's "net" reply.
@@ -259,7 +133,7 @@ func qnetPing(fd int, dst string, id, seq uint16, payload []byte, timeout time.D
 	binary.BigEndian.PutUint16(req[4:], id)
 	binary.BigEndian.PutUint16(req[6:], seq)
 	copy(req[8:], payload)
-	binary.BigEndian.PutUint16(req[2:], qnetChecksum(req))
+	binary.BigEndian.PutUint16(req[2:], inetChecksum(req))
 	to := &unix.SockaddrInet4{Addr: [4]byte(net.ParseIP(dst).To4())}
 	start := time.Now()
 	if err := unix.Sendto(fd, req, 0, to); err != nil {
@@ -312,13 +186,13 @@ func qnetEchoReply(fd int, src string) ([]byte, error) {
 	if icmp[0] != 0 {
 		return nil, nil
 	}
-	if qnetChecksum(p[:hl]) != 0 {
+	if inetChecksum(p[:hl]) != 0 {
 		return nil, fmt.Errorf("echo reply from %s: bad IPv4 header checksum", src)
 	}
 	if tot := int(binary.BigEndian.Uint16(p[2:])); tot != n {
 		return nil, fmt.Errorf("echo reply from %s: IPv4 total length %d, packet %d bytes", src, tot, n)
 	}
-	if qnetChecksum(icmp) != 0 {
+	if inetChecksum(icmp) != 0 {
 		return nil, fmt.Errorf("echo reply from %s: bad ICMP checksum", src)
 	}
 	return icmp, nil
@@ -348,13 +222,13 @@ func (f qnetFrame) ipv4(dst net.IP, proto byte, payload []byte, fix func(h []byt
 	if fix != nil {
 		fix(h)
 	}
-	binary.BigEndian.PutUint16(h[10:], qnetChecksum(h[:20]))
+	binary.BigEndian.PutUint16(h[10:], inetChecksum(h[:20]))
 	return append(h, payload...)
 }
 
 func qnetEcho(id uint16, payload []byte) []byte {
 	m := append([]byte{8, 0, 0, 0, byte(id >> 8), byte(id), 0, 1}, payload...)
-	binary.BigEndian.PutUint16(m[2:], qnetChecksum(m))
+	binary.BigEndian.PutUint16(m[2:], inetChecksum(m))
 	return m
 }
 
@@ -365,7 +239,7 @@ func (f qnetFrame) udp(srcPort, dstPort uint16, payload []byte, ulen int) []byte
 	binary.BigEndian.PutUint16(u[4:], uint16(ulen))
 	u = append(u, payload...)
 	ps := append(append(append([]byte{}, f.hostIP.To4()...), f.guestIP.To4()...), 0, 17, byte(len(u)>>8), byte(len(u)))
-	c := qnetChecksum(append(ps, u...))
+	c := inetChecksum(append(ps, u...))
 	if c == 0 {
 		c = 0xffff
 	}
@@ -423,7 +297,7 @@ func (f qnetFrame) malformed(badID, badPort uint16) map[string][]byte {
 			m := append([]byte{}, echo...)
 			m[0] = 13
 			m[2], m[3] = 0, 0
-			binary.BigEndian.PutUint16(m[2:], qnetChecksum(m))
+			binary.BigEndian.PutUint16(m[2:], inetChecksum(m))
 			return m
 		}(), nil),
 		"udp truncated":        ip(17, udpGood[:6], nil),
@@ -485,7 +359,7 @@ func TestGuestQEMUNet(t *testing.T) {
 	// ICMP echo, which also makes the host resolve the guest by ARP.
 	var icmpFD int
 	var err error
-	ns.run(func() { icmpFD, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP) })
+	ns.run(t, func() { icmpFD, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP) })
 	if err != nil {
 		t.Fatalf("raw ICMP socket in the namespace: %v", err)
 	}
@@ -529,7 +403,7 @@ func TestGuestQEMUNet(t *testing.T) {
 
 	// UDP echo on port 7.
 	var conn *net.UDPConn
-	ns.run(func() {
+	ns.run(t, func() {
 		conn, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.ParseIP(qnetGuest[1]), Port: 7})
 	})
 	if err != nil {
@@ -576,7 +450,7 @@ func TestGuestQEMUNet(t *testing.T) {
 	const badID, badPort = 0x5555, 40007
 	var pfd int
 	var bad *net.UDPConn
-	ns.run(func() {
+	ns.run(t, func() {
 		pfd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 		if err == nil {
 			bad, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(qnetHost[0]), Port: badPort})
@@ -627,10 +501,10 @@ func TestGuestQEMUNet(t *testing.T) {
 	// a config interrupt; the guest sends a gratuitous ARP and acknowledges.
 	garp := make(chan error, 1)
 	var afd int
-	ns.run(func() {
-		afd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(qnetHtons(unix.ETH_P_ARP)))
+	ns.run(t, func() {
+		afd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ARP)))
 		if err == nil {
-			err = unix.Bind(afd, &unix.SockaddrLinklayer{Protocol: qnetHtons(unix.ETH_P_ARP), Ifindex: index[1]})
+			err = unix.Bind(afd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: index[1]})
 		}
 	})
 	if err != nil {
@@ -700,36 +574,16 @@ func TestGuestQEMUNet(t *testing.T) {
 	}
 }
 
-func qnetHtons(v uint16) uint16 { return v<<8 | v>>8 }
-
-func qnetLink(ns *qnetNS, name string) (netlink.Link, error) {
-	var l netlink.Link
-	var err error
-	ns.run(func() {
-		var h *netlink.Handle
-		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
-			return
-		}
-		defer h.Delete()
-		l, err = h.LinkByName(name)
-	})
+func qnetLink(ns *testNS, name string) (netlink.Link, error) {
+	l, err := ns.nl.LinkByName(name)
 	if err != nil {
 		return nil, fmt.Errorf("find %s in the namespace: %w", name, err)
 	}
 	return l, nil
 }
 
-func qnetNeighs(ns *qnetNS, index int) ([]netlink.Neigh, error) {
-	var neighs []netlink.Neigh
-	var err error
-	ns.run(func() {
-		var h *netlink.Handle
-		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
-			return
-		}
-		defer h.Delete()
-		neighs, err = h.NeighList(index, netlink.FAMILY_V4)
-	})
+func qnetNeighs(ns *testNS, index int) ([]netlink.Neigh, error) {
+	neighs, err := ns.nl.NeighList(index, netlink.FAMILY_V4)
 	if err != nil {
 		return nil, fmt.Errorf("list the namespace's neighbours: %w", err)
 	}

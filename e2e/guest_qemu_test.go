@@ -68,6 +68,12 @@ type qemuGuest struct {
 // Extra arguments go at the end of QEMU's command line.
 func startQEMU(t *testing.T, kernel string, cpus int, cmdline string, limit time.Duration, extra ...string) *qemuGuest {
 	t.Helper()
+	return startQEMUFiles(t, kernel, cpus, cmdline, limit, nil, extra...)
+}
+
+// startQEMUFiles is startQEMU with files passed to QEMU as fds 3, 4, ...
+func startQEMUFiles(t *testing.T, kernel string, cpus int, cmdline string, limit time.Duration, files []*os.File, extra ...string) *qemuGuest {
+	t.Helper()
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		t.Skip("SKIPPED: qemu-system-x86_64 not found in PATH; install qemu-system-x86 to run the QEMU guest tests")
@@ -82,6 +88,7 @@ func startQEMU(t *testing.T, kernel string, cpus int, cmdline string, limit time
 		"-kernel", img, "-append", cmdline,
 	}
 	cmd := exec.CommandContext(ctx, qemu, append(args, extra...)...)
+	cmd.ExtraFiles = files
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatalf("qemu stdin: %v", err)
