@@ -26,7 +26,7 @@ func netFlag() cli.Flag {
 func netnsFlag() cli.Flag {
 	return &cli.StringFlag{
 		Name:      "netns",
-		Usage:     "network namespace file (e.g. /var/run/netns/NAME or /proc/PID/ns/net) in which --net tap=NAME taps are opened",
+		Usage:     "network namespace file (e.g. /var/run/netns/NAME or /proc/PID/ns/net) in which taps given by name are opened (run's --net tap=NAME, and restore's reopening of them)",
 		TakesFile: true,
 	}
 }

@@ -33,7 +33,7 @@ func restoreCommand() *cli.Command {
 			"   curl --unix-socket /tmp/vmm.sock -X PUT http://localhost/api/v1/vm.restore \\\n" +
 			"        -d '{\"source_url\": \"file:///srv/vm.snap\", \"resume\": true}'",
 		Flags: append([]cli.Flag{
-			&cli.BoolFlag{Name: "paused", Usage: "keep the VM paused after restoring it (resume it with `chsnap resume`)"},
+			&cli.BoolFlag{Name: "paused", Usage: "keep the VM paused after restoring it (resume it with chsnap resume)"},
 			&cli.BoolFlag{Name: "allow-cpu-mismatch", Usage: "restore even if this host lacks CPU features the guest saw (listed as warnings); the guest may then fault"},
 			serialFlag(),
 			diskOverrideFlag(),
