@@ -1,13 +1,18 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chsnap/chsnap/fdmap"
 )
 
 // restoringFake is a Controller that can also restore.
@@ -150,4 +155,39 @@ func (r *fdRestorer) Restore(path string, cfg RestoreConfig, files []*os.File) e
 	r.cfg = cfg
 	r.take(files)
 	return nil
+}
+
+// TestUntakenFDsClosed sends a descriptor with a request that does not use
+// it (vm.pause): the server closes it when the request is done.
+func TestUntakenFDsClosed(t *testing.T) {
+	s := startServer(t, newFake())
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	conn, err := net.Dial("unix", s.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req := "PUT /api/v1/vm.pause HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n"
+	if err := fdmap.SendFDs(conn.(*net.UnixConn), []byte(req), []*os.File{w}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("vm.pause: status %d", resp.StatusCode)
+	}
+	// The connection stays open (keep-alive): only the server's copy of
+	// the write end can keep the pipe from reaching EOF.
+	r.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := r.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Errorf("the fd sent with vm.pause is still open in the server: read %d, %v", n, err)
+	}
 }

@@ -94,7 +94,9 @@ func NewServer(c Controller, opt ServerOptions) *Server {
 	add(http.MethodPut, OpSnapshotStream, s.snapshotStream)
 	add(http.MethodPut, OpRestore, s.restore)
 	s.srv = &http.Server{
-		Handler: s,
+		// Descriptors a request brought and its handler did not take
+		// (any but vm.restore's) are closed when it returns.
+		Handler: fdmap.CloseUntaken(s),
 		// No ReadTimeout or WriteTimeout: a snapshot stream may take
 		// minutes, and bodies are bounded by MaxBodySize instead.
 		ReadHeaderTimeout: 10 * time.Second,
