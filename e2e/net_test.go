@@ -29,34 +29,6 @@ const (
 	mac1 = "52:54:00:12:34:57"
 )
 
-// startChsnapFiles is startChsnap with files as the child's fds 3, 4, ...
-// The test keeps its own copies of files.
-func startChsnapFiles(t *testing.T, files []*os.File, args ...string) *vmProc {
-	t.Helper()
-	cmd := exec.Command(chsnapBin, args...)
-	cmd.ExtraFiles = files
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &vmProc{cmd: cmd, stdin: stdin, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
-	cmd.Stderr = p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-p.done
-	})
-	p.con = newConsole(stdout, stdin)
-	return p
-}
-
 // bootNet boots the test guest with 128 MiB, its API socket at sock, the
 // given --net values (files are fds 3, 4, ...) and chsnap.ip=10.0.0.2/24,
 // and waits for its ready line.

@@ -38,7 +38,15 @@ func shortDir(t *testing.T) string {
 // startChsnap starts chsnap with args (run or restore), console on stdio.
 func startChsnap(t *testing.T, args ...string) *vmProc {
 	t.Helper()
+	return startChsnapFiles(t, nil, args...)
+}
+
+// startChsnapFiles is startChsnap with files as the child's fds 3, 4, ...
+// The test keeps its own copies of files.
+func startChsnapFiles(t *testing.T, files []*os.File, args ...string) *vmProc {
+	t.Helper()
 	cmd := exec.Command(chsnapBin, args...)
+	cmd.ExtraFiles = files
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
