@@ -499,27 +499,29 @@ func TestGuestQEMUNet(t *testing.T) {
 
 	// announce_self on the monitor: QEMU sets VIRTIO_NET_S_ANNOUNCE and raises
 	// a config interrupt; the guest sends a gratuitous ARP and acknowledges.
-	garp := make(chan error, 1)
-	var afd int
-	ns.run(t, func() {
-		afd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ARP)))
-		if err == nil {
-			err = unix.Bind(afd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: index[1]})
-		}
-	})
-	if err != nil {
-		t.Fatalf("packet socket on %s: %v", qnetTap[1], err)
+	capture := ns.captureARP(t, qnetTap[1])
+	guestMAC, _ := net.ParseMAC(qnetMAC[1])
+	type garpResult struct {
+		seen []arpFrame
+		err  error
 	}
-	defer unix.Close(afd)
-	if err := unix.SetsockoptTimeval(afd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 200000}); err != nil {
-		t.Fatal(err)
-	}
-	go func() { garp <- qnetWaitGARP(afd, qnetMAC[1], qnetGuest[1], 20*time.Second) }()
+	garp := make(chan garpResult, 1)
+	go func() {
+		seen, err := capture.waitGratuitous(guestMAC, qnetGuest[1], 20*time.Second)
+		garp <- garpResult{seen, err}
+	}()
 	if err := qnetMonitor(mon, "announce_self"); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-garp; err != nil {
-		t.Error(err)
+	if r := <-garp; r.err != nil {
+		t.Errorf("after announce_self: %v", r.err)
+	} else {
+		// The gratuitous ARP is a broadcast request from the guest's MAC.
+		f := r.seen[len(r.seen)-1]
+		bcast := net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+		if f.op != 1 || !bytes.Equal(f.dst, bcast) || !bytes.Equal(f.src, guestMAC) {
+			t.Errorf("gratuitous ARP after announce_self: %s, Ethernet %s -> %s; want a request broadcast from %s", f, f.src, f.dst, guestMAC)
+		}
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -588,34 +590,6 @@ func qnetNeighs(ns *testNS, index int) ([]netlink.Neigh, error) {
 		return nil, fmt.Errorf("list the namespace's neighbours: %w", err)
 	}
 	return neighs, nil
-}
-
-// qnetWaitGARP reads ARP frames from packet socket fd until one is a
-// gratuitous ARP request (sender = target = ip, broadcast) from mac.
-func qnetWaitGARP(fd int, macStr, ipStr string, timeout time.Duration) error {
-	mac, _ := net.ParseMAC(macStr)
-	ip := net.ParseIP(ipStr).To4()
-	buf := make([]byte, 2048)
-	for start := time.Now(); time.Since(start) < timeout; {
-		n, _, err := unix.Recvfrom(fd, buf, 0)
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("read ARP frames: %w", err)
-		}
-		f := buf[:n]
-		if n < 42 || binary.BigEndian.Uint16(f[12:]) != unix.ETH_P_ARP {
-			continue
-		}
-		a := f[14:]
-		if binary.BigEndian.Uint16(a[6:]) == 1 && bytes.Equal(a[8:14], mac) && bytes.Equal(a[14:18], ip) &&
-			bytes.Equal(a[24:28], ip) && bytes.Equal(f[:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}) &&
-			bytes.Equal(f[6:12], mac) {
-			return nil
-		}
-	}
-	return fmt.Errorf("no gratuitous ARP from %s within %v of announce_self", ipStr, timeout)
 }
 
 // qnetMonitor sends one HMP command over the monitor socket at path.

@@ -548,29 +548,8 @@ type frameCapture struct {
 // ends at the test's cleanup.
 func (n *testNS) captureFrames(t *testing.T, name string) *frameCapture {
 	t.Helper()
-	link, err := n.nl.LinkByName(name)
-	if err != nil {
-		t.Fatalf("link %s: %v", name, err)
-	}
-	proto := htons(unix.ETH_P_ALL)
-	var fd int
-	err = n.do(func() error {
-		var err error
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(proto))
-		if err != nil {
-			return fmt.Errorf("AF_PACKET socket: %w", err)
-		}
-		// Room for a burst of 64 KiB super-frames.
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20); err != nil {
-			unix.Close(fd)
-			return fmt.Errorf("SO_RCVBUFFORCE: %w", err)
-		}
-		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: proto, Ifindex: link.Attrs().Index}); err != nil {
-			unix.Close(fd)
-			return fmt.Errorf("bind to %s: %w", name, err)
-		}
-		return nil
-	})
+	// Room for a burst of 64 KiB super-frames.
+	fd, err := n.packetSocket(name, unix.ETH_P_ALL, 16<<20)
 	if err != nil {
 		t.Fatalf("frame capture on %s: %v", name, err)
 	}

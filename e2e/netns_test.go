@@ -328,24 +328,7 @@ type arpCapture struct {
 // captureARP opens the capture on interface name in the namespace.
 func (n *testNS) captureARP(t *testing.T, name string) *arpCapture {
 	t.Helper()
-	link, err := n.nl.LinkByName(name)
-	if err != nil {
-		t.Fatalf("link %s: %v", name, err)
-	}
-	proto := htons(unix.ETH_P_ARP)
-	var fd int
-	err = n.do(func() error {
-		var err error
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(proto))
-		if err != nil {
-			return fmt.Errorf("AF_PACKET socket: %w", err)
-		}
-		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: proto, Ifindex: link.Attrs().Index}); err != nil {
-			unix.Close(fd)
-			return fmt.Errorf("bind to %s: %w", name, err)
-		}
-		return nil
-	})
+	fd, err := n.packetSocket(name, unix.ETH_P_ARP, 0)
 	if err != nil {
 		t.Fatalf("ARP capture on %s: %v", name, err)
 	}
@@ -354,10 +337,43 @@ func (n *testNS) captureARP(t *testing.T, name string) *arpCapture {
 	return c
 }
 
+// packetSocket opens an AF_PACKET socket in the namespace that receives the
+// frames of protocol ethType (unix.ETH_P_ALL for all) crossing interface
+// name, with a receive buffer of rcvbuf bytes (0: the default). The caller
+// closes it.
+func (n *testNS) packetSocket(name string, ethType uint16, rcvbuf int) (int, error) {
+	link, err := n.nl.LinkByName(name)
+	if err != nil {
+		return -1, fmt.Errorf("link %s: %w", name, err)
+	}
+	proto := htons(ethType)
+	fd := -1
+	err = n.do(func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(proto))
+		if err != nil {
+			return fmt.Errorf("AF_PACKET socket: %w", err)
+		}
+		if rcvbuf > 0 {
+			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvbuf); err != nil {
+				unix.Close(fd)
+				return fmt.Errorf("SO_RCVBUFFORCE: %w", err)
+			}
+		}
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: proto, Ifindex: link.Attrs().Index}); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("bind to %s: %w", name, err)
+		}
+		return nil
+	})
+	return fd, err
+}
+
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // arpFrame is the part of an Ethernet ARP frame the tests look at.
 type arpFrame struct {
+	dst, src net.HardwareAddr // Ethernet destination and source
 	op       uint16
 	sha      net.HardwareAddr
 	spa, tpa net.IP
@@ -403,6 +419,8 @@ func (c *arpCapture) waitGratuitous(mac net.HardwareAddr, ip string, timeout tim
 			continue
 		}
 		fr := arpFrame{
+			dst: net.HardwareAddr(bytes.Clone(f[0:6])),
+			src: net.HardwareAddr(bytes.Clone(f[6:12])),
 			op:  binary.BigEndian.Uint16(a[6:]),
 			sha: net.HardwareAddr(bytes.Clone(a[8:14])),
 			spa: net.IP(bytes.Clone(a[14:18])),
