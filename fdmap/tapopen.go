@@ -176,10 +176,5 @@ func ConfigureTap(f *os.File, hdrLen int, offloads uint32) error {
 // InspectTap checks that f is a tap descriptor a virtio-net device can use
 // (as CheckTap, but accepting IFF_VNET_HDR either way) and reports it.
 func InspectTap(f *os.File) (TapInfo, error) {
-	info, err := CheckTap(f, FlagVnetHdr)
-	if err != nil && info.Flags&FlagVnetHdr == 0 && info.Flags&FlagTAP != 0 && info.Flags&FlagNoPI != 0 {
-		// The only complaint can be the missing IFF_VNET_HDR: accept it.
-		return CheckTap(f, 0)
-	}
-	return info, err
+	return checkTap(f, 0, false)
 }
