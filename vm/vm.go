@@ -317,8 +317,8 @@ func (v *VM) Resume() error {
 	return nil
 }
 
-// kickLocked kicks every queue of every virtio device once after a restore,
-// and asks each net's driver to announce itself (VIRTIO_NET_F_GUEST_ANNOUNCE)
+// kickLocked kicks every disk queue once after a restore, and asks each
+// net's driver to announce itself (VIRTIO_NET_F_GUEST_ANNOUNCE)
 // so that switches learn where its MAC went.
 // Preconditions: pauseMu held.
 func (v *VM) kickLocked() {
@@ -331,10 +331,9 @@ func (v *VM) kickLocked() {
 			d.transport.Notify(q)
 		}
 	}
+	// The nets need no kick: their Start (called just before) serves
+	// what their queues hold.
 	for _, n := range v.dev.nets {
-		for q := range n.transport.NumQueues() {
-			n.transport.Notify(q)
-		}
 		if _, err := n.net.Announce(); err != nil {
 			v.logf("net %s: announce: %v", n.cfg.ID, err)
 		}
