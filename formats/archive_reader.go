@@ -234,10 +234,10 @@ func (r *Reader) finish(p []byte, table SectionInfo) error {
 
 // readErr turns a failed read of want bytes, of which got arrived, into an
 // error: running out of input is ErrTruncated, anything else is the
-// underlying error with context.
+// underlying error with context. where already names the offset.
 func (r *Reader) readErr(err error, where string, got, want int) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return errorf(ErrTruncated, "%s: archive ends at offset %#x after %d of %d bytes", where, r.off, got, want)
 	}
-	return fmt.Errorf("formats: read %s at offset %#x: %w", where, r.off, err)
+	return fmt.Errorf("formats: read %s: %w", where, err)
 }

@@ -43,9 +43,6 @@ func NewClient(socketPath string) *Client {
 	return &Client{socket: socketPath, hc: &http.Client{Transport: tr}}
 }
 
-// SocketPath is the socket the client calls.
-func (c *Client) SocketPath() string { return c.socket }
-
 // Error is a failed call: the server's status and message. It matches
 // ErrState (409) and ErrNotImplemented (501) with errors.Is.
 type Error struct {
