@@ -309,20 +309,10 @@ func (t *VirtioMMIO) raiseLocked(bits uint32) error {
 
 // pulseLocked drives the line low and high again.
 func (t *VirtioMMIO) pulseLocked() error {
-	if t.irq == nil {
-		return nil
+	if err := t.setLineLocked(false); err != nil {
+		return err
 	}
-	for _, level := range []bool{false, true} {
-		if err := t.irq.Set(level); err != nil {
-			err = fmt.Errorf("virtio-mmio at %#x: set irq %v: %w", t.base, level, err)
-			if t.err == nil {
-				t.err = fmt.Errorf("%w: %w", ErrVirtioMMIO, err)
-			}
-			return err
-		}
-		t.level = level
-	}
-	return nil
+	return t.setLineLocked(true)
 }
 
 // ReassertIRQ drives the line again after the interrupt controllers were
@@ -335,29 +325,33 @@ func (t *VirtioMMIO) ReassertIRQ() error {
 	if t.interrupt != 0 {
 		return t.pulseLocked()
 	}
-	if t.irq == nil {
-		return nil
+	return t.setLineLocked(false)
+}
+
+// updateLineLocked drives the line to follow InterruptStatus, if it does
+// not already.
+func (t *VirtioMMIO) updateLineLocked() error {
+	if want := t.interrupt != 0; want != t.level {
+		return t.setLineLocked(want)
 	}
-	if err := t.irq.Set(false); err != nil {
-		return fmt.Errorf("virtio-mmio at %#x: set irq false: %w", t.base, err)
-	}
-	t.level = false
 	return nil
 }
 
-func (t *VirtioMMIO) updateLineLocked() error {
-	want := t.interrupt != 0
-	if t.irq == nil || want == t.level {
+// setLineLocked is the one place the line is driven: it sets it to level
+// (on a transport with no line, a no-op), records the level the line
+// accepted, and keeps the first failure in t.err.
+func (t *VirtioMMIO) setLineLocked(level bool) error {
+	if t.irq == nil {
 		return nil
 	}
-	if err := t.irq.Set(want); err != nil {
-		err = fmt.Errorf("virtio-mmio at %#x: set irq %v: %w", t.base, want, err)
+	if err := t.irq.Set(level); err != nil {
+		err = fmt.Errorf("virtio-mmio at %#x: set irq %v: %w", t.base, level, err)
 		if t.err == nil {
 			t.err = fmt.Errorf("%w: %w", ErrVirtioMMIO, err)
 		}
 		return err
 	}
-	t.level = want
+	t.level = level
 	return nil
 }
 

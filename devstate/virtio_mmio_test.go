@@ -638,3 +638,17 @@ func TestVirtioMMIOEdgeForEachCause(t *testing.T) {
 		t.Errorf("ReassertIRQ with nothing pending drove %v, want [false]", got)
 	}
 }
+
+// TestVirtioMMIOReassertIRQFailure checks that a line that cannot be
+// lowered on ReassertIRQ is recorded as the transport's failure, like any
+// other IRQ failure, not only returned.
+func TestVirtioMMIOReassertIRQFailure(t *testing.T) {
+	tr, _, irq, _, _ := activeTransport(t, FeatureVersion1)
+	irq.fail = errFake
+	if err := tr.ReassertIRQ(); !errors.Is(err, errFake) {
+		t.Fatalf("ReassertIRQ = %v, want the IRQ failure", err)
+	}
+	if !errors.Is(tr.Err(), errFake) {
+		t.Errorf("Err = %v, want the IRQ failure recorded", tr.Err())
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"strconv"
 	"strings"
 )
@@ -48,6 +49,10 @@ type Config struct {
 	Disks []DiskConfig
 	// Nets are the virtio-net devices, in device order (after the disks).
 	Nets []NetConfig
+	// Logger receives the problems that do not stop the VM (a serial input
+	// error, a net that could not announce itself); nil writes them to
+	// standard error, prefixed "chsnap: ".
+	Logger *log.Logger
 }
 
 // Validate checks every field without touching the system.
@@ -72,10 +77,7 @@ func (c *Config) Validate() error {
 	if c.Memory%(2<<20) != 0 {
 		return fmt.Errorf("%w: memory %d bytes is not a multiple of 2 MiB", ErrConfig, c.Memory)
 	}
-	if err := validateDisks(c.Disks); err != nil {
-		return err
-	}
-	return validateNets(c.Nets, c.Disks)
+	return validateDevices(c.Disks, c.Nets)
 }
 
 // topology is the vCPU topology in effect: Topology, or the default.
@@ -86,18 +88,30 @@ func (c *Config) topology() Topology {
 	return c.Topology
 }
 
-// ParseSize parses a memory size such as "512M", "2G", "1536MiB" or "4096k".
-// Suffixes are binary (K=1024). A bare number means MiB, as with QEMU's -m.
+// ParseSize parses a memory size such as "512M", "2G", "1536MiB", "4 GiB"
+// or "4096k".
+// Suffixes are binary (K=1024); "B" alone means bytes. A bare number means
+// MiB, as with QEMU's -m.
 func ParseSize(s string) (uint64, error) {
 	t := strings.TrimSpace(s)
+	if i := strings.IndexByte(t, ' '); i > 0 {
+		if unit := strings.TrimLeft(t[i:], " "); unit != "" && (unit[0] < '0' || unit[0] > '9') {
+			t = t[:i] + unit // "4 GiB", as FormatSize writes
+		}
+	}
 	if t == "" {
 		return 0, fmt.Errorf("%w: empty size", ErrConfig)
 	}
 	upper := strings.ToUpper(t)
 	upper = strings.TrimSuffix(upper, "IB")
-	upper = strings.TrimSuffix(upper, "B")
+	bytes := false // a "B" after the number itself: plain bytes
+	if u, ok := strings.CutSuffix(upper, "B"); ok {
+		upper, bytes = u, u != "" && u[len(u)-1] >= '0' && u[len(u)-1] <= '9'
+	}
 	shift := uint(20)
-	if n := len(upper); n > 0 {
+	if bytes {
+		shift = 0
+	} else if n := len(upper); n > 0 {
 		switch upper[n-1] {
 		case 'K':
 			shift, upper = 10, upper[:n-1]
@@ -119,15 +133,29 @@ func ParseSize(s string) (uint64, error) {
 	return n << shift, nil
 }
 
-// FormatSize renders a byte count with the largest binary unit that divides it.
+// FormatSize renders a byte count with a binary unit, the one byte
+// formatter of chsnap's messages and progress lines: "1000 B", "512 MiB",
+// "2 GiB", exact whenever a unit divides n with a short quotient ("1536 MiB"),
+// otherwise rounded to three digits ("1.5 KiB", "920 MiB"). ParseSize reads
+// back every exact form.
 func FormatSize(n uint64) string {
-	for _, u := range []struct {
-		shift uint
-		name  string
-	}{{40, "T"}, {30, "G"}, {20, "M"}, {10, "K"}} {
-		if n != 0 && n%(1<<u.shift) == 0 {
-			return fmt.Sprintf("%d%s", n>>u.shift, u.name)
+	const units = "KMGTPE"
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	for i := len(units) - 1; i >= 0; i-- {
+		shift := 10 * uint(i+1)
+		if n%(1<<shift) == 0 && n>>shift < 10000 {
+			return fmt.Sprintf("%d %ciB", n>>shift, units[i])
 		}
 	}
-	return fmt.Sprintf("%d bytes", n)
+	v, i := float64(n)/1024, 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	if v >= 100 {
+		return fmt.Sprintf("%.0f %ciB", v, units[i])
+	}
+	return fmt.Sprintf("%.1f %ciB", v, units[i])
 }

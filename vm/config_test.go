@@ -18,6 +18,9 @@ func TestParseSize(t *testing.T) {
 		{"2G", 2 << 30, true},
 		{"1T", 1 << 40, true},
 		{"4096K", 4 << 20, true},
+		{"4 GiB", 4 << 30, true},
+		{"1 000", 0, false},
+		{"1000 B", 1000, true},
 		{"", 0, false},
 		{"M", 0, false},
 		{"-1G", 0, false},
@@ -65,9 +68,23 @@ func TestValidate(t *testing.T) {
 }
 
 func TestFormatSize(t *testing.T) {
-	for in, want := range map[uint64]string{512 << 20: "512M", 2 << 30: "2G", 1536 << 20: "1536M", 1000: "1000 bytes", 0: "0 bytes"} {
-		if got := FormatSize(in); got != want {
-			t.Errorf("FormatSize(%d) = %q, want %q", in, got, want)
+	for _, tc := range []struct {
+		n     uint64
+		want  string
+		exact bool
+	}{
+		{0, "0 B", true}, {1000, "1000 B", true}, {1023, "1023 B", true}, {1024, "1 KiB", true},
+		{1536, "1.5 KiB", false}, {256 << 20, "256 MiB", true}, {512 << 20, "512 MiB", true},
+		{2 << 30, "2 GiB", true}, {1536 << 20, "1536 MiB", true}, {1 << 40, "1 TiB", true},
+		{1 << 60, "1 EiB", false}, {965_000_000, "920 MiB", false}, {2<<30 + 1, "2.0 GiB", false},
+	} {
+		got := FormatSize(tc.n)
+		if got != tc.want {
+			t.Errorf("FormatSize(%d) = %q, want %q", tc.n, got, tc.want)
+		}
+		// Every exact form reads back.
+		if back, err := ParseSize(got); tc.exact && (err != nil || back != tc.n) {
+			t.Errorf("ParseSize(FormatSize(%d) = %q) = %d, %v", tc.n, got, back, err)
 		}
 	}
 }

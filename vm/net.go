@@ -38,31 +38,11 @@ func RandomMAC() (net.HardwareAddr, error) {
 	return mac, nil
 }
 
-// validateNets checks the nets' ids and MACs, and that ids are unique
-// among nets and disks (both name device sections in the archive).
-func validateNets(nets []NetConfig, disks []DiskConfig) error {
-	if len(nets)+len(disks) > maxVirtioDevices {
-		return fmt.Errorf("%w: %d disks and %d nets, at most %d virtio devices in all", ErrConfig, len(disks), len(nets), maxVirtioDevices)
-	}
-	seen := map[string]bool{}
-	for _, d := range disks {
-		seen[d.ID] = true
-	}
-	for _, name := range deviceNames {
-		seen[name] = true
-	}
-	for _, n := range nets {
-		if !fdmap.ValidID(n.ID) {
-			return fmt.Errorf("%w: net id %q: use 1 to %d letters, digits, - or _", ErrConfig, n.ID, fdmap.MaxIDLen)
-		}
-		if seen[n.ID] {
-			return fmt.Errorf("%w: net id %q is already the id of another device", ErrConfig, n.ID)
-		}
-		seen[n.ID] = true
-		if n.MAC != nil {
-			if err := checkMAC(n.MAC); err != nil {
-				return fmt.Errorf("%w: net %s: %w", ErrConfig, n.ID, err)
-			}
+// validate checks a net's MAC.
+func (n *NetConfig) validate() error {
+	if n.MAC != nil {
+		if err := checkMAC(n.MAC); err != nil {
+			return fmt.Errorf("%w: net %s: %w", ErrConfig, n.ID, err)
 		}
 	}
 	return nil

@@ -81,10 +81,12 @@ func TestArchiveNets(t *testing.T) {
 	}
 }
 
-func TestValidateNets(t *testing.T) {
+// TestValidateDevices: one id rule for disks and nets, ids unique among
+// all devices (legacy ones too), and each kind's own checks.
+func TestValidateDevices(t *testing.T) {
 	mac, _ := net.ParseMAC("52:54:00:00:00:01")
 	ok := []NetConfig{{ID: "net0", MAC: mac}, {ID: "net1"}}
-	if err := validateNets(ok, []DiskConfig{{ID: "disk0"}}); err != nil {
+	if err := validateDevices([]DiskConfig{{ID: "disk0", Path: "d.img"}}, ok); err != nil {
 		t.Errorf("valid nets: %v", err)
 	}
 	for _, tt := range []struct {
@@ -93,15 +95,21 @@ func TestValidateNets(t *testing.T) {
 		want  string
 	}{
 		{[]NetConfig{{ID: "a"}, {ID: "a"}}, nil, "already the id"},
-		{[]NetConfig{{ID: "disk0"}}, []DiskConfig{{ID: "disk0"}}, "already the id"},
+		{[]NetConfig{{ID: "disk0"}}, []DiskConfig{{ID: "disk0", Path: "d.img"}}, "already the id"},
+		{nil, []DiskConfig{{ID: "d", Path: "a"}, {ID: "d", Path: "b"}}, `disk id "d" is already`},
+		{nil, []DiskConfig{{ID: "i8042", Path: "a"}}, `disk id "i8042" is already`},
+		{nil, []DiskConfig{{ID: "a.b", Path: "a"}}, `disk id "a.b": use 1 to 20`},
+		{nil, []DiskConfig{{ID: "abcdefghijklmnopqrstu", Path: "a"}}, "disk id"},
+		{nil, []DiskConfig{{ID: "d"}}, "no path"},
+		{nil, []DiskConfig{{ID: "d", Path: "a", Format: "vmdk"}}, "not raw or qcow2"},
 		{[]NetConfig{{ID: "com1"}}, nil, "already the id"},
 		{[]NetConfig{{ID: "bad/id"}}, nil, "net id"},
 		{[]NetConfig{{ID: "n", MAC: net.HardwareAddr{1, 0, 0, 0, 0, 1}}}, nil, "multicast"},
 		{[]NetConfig{{ID: "n", MAC: net.HardwareAddr{0, 0, 0, 0, 0, 0}}}, nil, "all zeros"},
 		{make([]NetConfig, maxVirtioDevices+1), nil, "virtio devices"},
 	} {
-		if err := validateNets(tt.nets, tt.disks); err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("validateNets(%+v): %v, want %q", tt.nets, err, tt.want)
+		if err := validateDevices(tt.disks, tt.nets); err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, ErrConfig) {
+			t.Errorf("validateDevices(%+v, %+v): %v, want %q", tt.disks, tt.nets, err, tt.want)
 		}
 	}
 	m, err := RandomMAC()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"slices"
 	"sync"
@@ -34,8 +35,10 @@ type RestoreOptions struct {
 	// CPU feature the guest saw (the guest may then fault on them).
 	AllowCPUMismatch bool
 	// Warn receives one-line warnings (CPU differences allowed, a TSC that
-	// cannot be scaled); nil writes them to standard error.
+	// cannot be scaled); nil logs them to Logger.
 	Warn func(string)
+	// Logger is the restored VM's logger, as in Config.
+	Logger *log.Logger
 	// NetFDs holds the tap descriptors offered for the archive's nets
 	// (--net-fd, or SCM_RIGHTS with vm.restore). Restore takes ownership
 	// of the set: it binds every descriptor to its device, checking each
@@ -65,7 +68,7 @@ func Restore(r io.Reader, opt RestoreOptions) (_ *VM, err error) {
 	}
 	defer set.Close() // closes nothing once Bind has run
 	st, _, err := readArchive(r, opt.Progress, opt.DiskPaths, func(cfg Config, nets []netRecord) (*memdump.Memory, error) {
-		cfg.KVMDevice, cfg.SerialOut, cfg.SerialIn = opt.KVMDevice, opt.SerialOut, opt.SerialIn
+		cfg.KVMDevice, cfg.SerialOut, cfg.SerialIn, cfg.Logger = opt.KVMDevice, opt.SerialOut, opt.SerialIn, opt.Logger
 		// Every tap is bound and checked before /dev/kvm is touched: a
 		// refused descriptor starts nothing.
 		if err := bindNets(&cfg, nets, set, opt.NetNS); err != nil {

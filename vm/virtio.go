@@ -2,11 +2,11 @@ package vm
 
 import (
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 
 	"github.com/chsnap/chsnap/devstate"
+	"github.com/chsnap/chsnap/fdmap"
 	"github.com/chsnap/chsnap/formats/disk"
 	"github.com/chsnap/chsnap/vm/acpi"
 )
@@ -34,30 +34,59 @@ type DiskConfig struct {
 	ReadOnly bool
 }
 
-var diskIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,20}$`)
+// checkDeviceID is the one rule for the ids of configured devices: 1 to
+// fdmap.MaxIDLen of [A-Za-z0-9_-] (the form --net-fd and --disk ID=PATH
+// parse), unique among all the VM's devices, legacy ones included, since
+// each names a device section of the archive. seen holds the ids so far.
+func checkDeviceID(kind, id string, seen map[string]bool) error {
+	if !fdmap.ValidID(id) {
+		return fmt.Errorf("%w: %s id %q: use 1 to %d letters, digits, - or _", ErrConfig, kind, id, fdmap.MaxIDLen)
+	}
+	if seen[id] {
+		return fmt.Errorf("%w: %s id %q is already the id of another device", ErrConfig, kind, id)
+	}
+	seen[id] = true
+	return nil
+}
 
-// validateDisks checks the disks' ids, paths and formats.
-func validateDisks(disks []DiskConfig) error {
-	if len(disks) > maxVirtioDevices {
-		return fmt.Errorf("%w: %d disks, at most %d", ErrConfig, len(disks), maxVirtioDevices)
+// validateDevices checks the virtio devices: how many there are, their
+// ids, and each kind's own fields.
+func validateDevices(disks []DiskConfig, nets []NetConfig) error {
+	if len(nets)+len(disks) > maxVirtioDevices {
+		return fmt.Errorf("%w: %d disks and %d nets, at most %d virtio devices in all", ErrConfig, len(disks), len(nets), maxVirtioDevices)
 	}
 	seen := map[string]bool{}
+	for _, name := range deviceNames {
+		seen[name] = true
+	}
 	for _, d := range disks {
-		if !diskIDPattern.MatchString(d.ID) {
-			return fmt.Errorf("%w: disk id %q: use 1 to 20 letters, digits, - or _", ErrConfig, d.ID)
+		if err := checkDeviceID("disk", d.ID, seen); err != nil {
+			return err
 		}
-		if seen[d.ID] {
-			return fmt.Errorf("%w: disk id %q given twice", ErrConfig, d.ID)
+		if err := d.validate(); err != nil {
+			return err
 		}
-		seen[d.ID] = true
-		if d.Path == "" {
-			return fmt.Errorf("%w: disk %s: no path", ErrConfig, d.ID)
+	}
+	for _, n := range nets {
+		if err := checkDeviceID("net", n.ID, seen); err != nil {
+			return err
 		}
-		switch d.Format {
-		case "", disk.FormatRaw, disk.FormatQcow2:
-		default:
-			return fmt.Errorf("%w: disk %s: format %q is not raw or qcow2", ErrConfig, d.ID, d.Format)
+		if err := n.validate(); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// validate checks a disk's path and format.
+func (d *DiskConfig) validate() error {
+	if d.Path == "" {
+		return fmt.Errorf("%w: disk %s: no path", ErrConfig, d.ID)
+	}
+	switch d.Format {
+	case "", disk.FormatRaw, disk.FormatQcow2:
+	default:
+		return fmt.Errorf("%w: disk %s: format %q is not raw or qcow2", ErrConfig, d.ID, d.Format)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"strings"
 	"sync"
@@ -132,6 +133,9 @@ func New(cfg Config) (_ *VM, err error) {
 // KVM. On error it releases what it created.
 func newMachine(cfg Config) (_ *VM, err error) {
 	v := &VM{cfg: cfg, start: make(chan struct{}), stopping: make(chan struct{})}
+	if v.cfg.Logger == nil {
+		v.cfg.Logger = log.New(os.Stderr, "chsnap: ", 0)
+	}
 	defer func() {
 		if err != nil {
 			v.abort()
@@ -431,7 +435,8 @@ func (v *VM) release() error {
 	return errors.Join(errs...)
 }
 
-// logf reports a problem that does not stop the VM.
+// logf reports a problem that does not stop the VM to the configured
+// logger.
 func (v *VM) logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "chsnap: "+format+"\n", args...)
+	v.cfg.Logger.Printf(format, args...)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/chsnap/chsnap/vm"
 	"github.com/chsnap/chsnap/vm/api"
 )
 
@@ -197,7 +198,7 @@ func saveAction(c *cli.Context) error {
 			// Compressed archive bytes do not track RAM bytes, so the RAM
 			// size is context, not a total for a percentage.
 			if mem > 0 {
-				prog.SetNote("guest RAM " + humanBytes(mem))
+				prog.SetNote("guest RAM " + vm.FormatSize(mem))
 			}
 		},
 	}
@@ -216,7 +217,7 @@ func saveAction(c *cli.Context) error {
 		}
 	}
 	el := prog.Elapsed()
-	prog.Finish(fmt.Sprintf("saved %s: %s in %s", dest, humanBytes(uint64(n)), el.Round(10*time.Millisecond)))
+	prog.Finish(fmt.Sprintf("saved %s: %s in %s", dest, vm.FormatSize(uint64(n)), el.Round(10*time.Millisecond)))
 	return nil
 }
 

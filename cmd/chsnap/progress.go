@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/term"
+
+	"github.com/chsnap/chsnap/vm"
 )
 
 // progressInterval is the least time between two redraws.
@@ -154,12 +156,12 @@ func (p *progress) line(t time.Time) string {
 	parts := []string{p.label}
 	if p.total > 0 {
 		pct := float64(p.done) * 100 / float64(p.total)
-		parts = append(parts, fmt.Sprintf("%3.0f%%", min(pct, 100)), humanBytes(p.done)+" of "+humanBytes(p.total))
+		parts = append(parts, fmt.Sprintf("%3.0f%%", min(pct, 100)), vm.FormatSize(p.done)+" of "+vm.FormatSize(p.total))
 	} else {
-		parts = append(parts, humanBytes(p.done))
+		parts = append(parts, vm.FormatSize(p.done))
 	}
 	if rate > 0 {
-		parts = append(parts, humanBytes(uint64(rate))+"/s")
+		parts = append(parts, vm.FormatSize(uint64(rate))+"/s")
 		if p.total > p.done {
 			left := time.Duration(float64(p.total-p.done) / rate * float64(time.Second))
 			parts = append(parts, clock(left)+" left")
@@ -180,23 +182,6 @@ func (pw *progressWriter) Write(b []byte) (int, error) {
 	n, err := pw.w.Write(b)
 	pw.p.Add(uint64(n))
 	return n, err
-}
-
-// humanBytes formats n with a binary unit: "512 B", "1.5 KiB", "2.0 GiB".
-func humanBytes(n uint64) string {
-	const units = "KMGTPE"
-	if n < 1024 {
-		return fmt.Sprintf("%d B", n)
-	}
-	v, i := float64(n)/1024, 0
-	for v >= 1024 && i < len(units)-1 {
-		v /= 1024
-		i++
-	}
-	if v >= 100 {
-		return fmt.Sprintf("%.0f %ciB", v, units[i])
-	}
-	return fmt.Sprintf("%.1f %ciB", v, units[i])
 }
 
 // clock formats d as m:ss or h:mm:ss.
