@@ -27,6 +27,30 @@ type Summary struct {
 	Kinds []KindSummary `json:"kinds"`
 }
 
+// Summary describes the sections read so far (all of them once Next
+// returned io.EOF), and the bytes consumed.
+func (r *Reader) Summary() Summary {
+	s := Summary{Major: r.major, Minor: r.minor, Version: fmt.Sprintf("%d.%d", r.major, r.minor), Size: r.off}
+	kinds := map[SectionKind]*KindSummary{}
+	for _, info := range r.seen {
+		k := kinds[info.Kind]
+		if k == nil {
+			k = &KindSummary{Kind: info.Kind, Name: info.Kind.String(), Known: info.Kind.Known()}
+			kinds[info.Kind] = k
+		}
+		k.Count++
+		k.Bytes += info.Length
+		s.Sections++
+		s.PayloadBytes += info.Length
+	}
+	s.Kinds = make([]KindSummary, 0, len(kinds))
+	for _, k := range kinds {
+		s.Kinds = append(s.Kinds, *k)
+	}
+	sort.Slice(s.Kinds, func(i, j int) bool { return s.Kinds[i].Kind < s.Kinds[j].Kind })
+	return s
+}
+
 // KindSummary counts the sections of one kind.
 type KindSummary struct {
 	// Kind is the numeric kind and Name its String().
@@ -51,30 +75,12 @@ func Verify(r io.Reader) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	s := Summary{Major: rd.major, Minor: rd.minor, Version: fmt.Sprintf("%d.%d", rd.major, rd.minor)}
-	kinds := map[SectionKind]*KindSummary{}
 	for {
-		_, err = rd.next(false)
-		if err != nil {
+		if _, err = rd.next(false); err != nil {
 			break
 		}
-		info := rd.seen[len(rd.seen)-1]
-		k := kinds[info.Kind]
-		if k == nil {
-			k = &KindSummary{Kind: info.Kind, Name: info.Kind.String(), Known: info.Kind.Known()}
-			kinds[info.Kind] = k
-		}
-		k.Count++
-		k.Bytes += info.Length
-		s.Sections++
-		s.PayloadBytes += info.Length
 	}
-	s.Size = rd.off
-	s.Kinds = make([]KindSummary, 0, len(kinds))
-	for _, k := range kinds {
-		s.Kinds = append(s.Kinds, *k)
-	}
-	sort.Slice(s.Kinds, func(i, j int) bool { return s.Kinds[i].Kind < s.Kinds[j].Kind })
+	s := rd.Summary()
 	if errors.Is(err, io.EOF) {
 		return s, nil
 	}

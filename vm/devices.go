@@ -152,19 +152,58 @@ func (d *devices) close() error {
 	return errors.Join(errs...)
 }
 
-// addDisks opens every configured disk and puts a virtio-blk device on a
-// virtio-mmio transport for each, fresh or from saved state (saved nil).
-func (d *devices) addDisks(v *VM, saved []diskSaved) error {
-	for i, cfg := range v.cfg.Disks {
+// openDisks opens the disk images of cfgs, in order, and for a restore
+// (saved non-nil) checks each is the image the archive was saved with. On
+// error none is left open.
+func openDisks(cfgs []DiskConfig, saved []diskSaved) (_ []disk.Disk, err error) {
+	var images []disk.Disk
+	defer func() {
+		if err != nil {
+			closeDisks(images)
+		}
+	}()
+	for i, cfg := range cfgs {
 		img, err := disk.Open(cfg.Path, disk.OpenOptions{Format: cfg.Format, ReadOnly: cfg.ReadOnly})
 		if err != nil {
-			return fmt.Errorf("disk %s: %w", cfg.ID, err)
+			return nil, fmt.Errorf("disk %s: %w", cfg.ID, err)
 		}
+		images = append(images, img)
+		if saved != nil {
+			if err := saved[i].check(img); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return images, nil
+}
+
+// closeDisks closes the images not taken (nil) yet.
+func closeDisks(images []disk.Disk) error {
+	var errs []error
+	for i, img := range images {
+		if img != nil {
+			if err := img.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close disk image %d: %w", i, err))
+			}
+			images[i] = nil
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// addDisks puts a virtio-blk device on a virtio-mmio transport for each
+// configured disk, on the image the VM opened (v.images, taken from there),
+// fresh or from saved state (saved nil).
+func (d *devices) addDisks(v *VM, saved []diskSaved) error {
+	for i, cfg := range v.cfg.Disks {
+		img := v.images[i]
+		v.images[i] = nil
 		vd := &virtioDisk{cfg: cfg, disk: img}
 		d.disks = append(d.disks, vd) // owned from here: close releases it
 		base, gsi := virtioSlot(i)
 		deps := devstate.VirtioBlockDeps{Disk: img, ID: cfg.ID}
 		tdeps := devstate.VirtioMMIODeps{Base: base, Mem: v.mem, IRQ: irqLine{v.kvm, gsi}}
+		var err error
 		if saved == nil {
 			if vd.block, err = devstate.NewVirtioBlock(deps); err != nil {
 				return fmt.Errorf("disk %s: %w", cfg.ID, err)
@@ -174,9 +213,6 @@ func (d *devices) addDisks(v *VM, saved []diskSaved) error {
 				return fmt.Errorf("disk %s: %w", cfg.ID, err)
 			}
 		} else {
-			if err := saved[i].check(img); err != nil {
-				return err
-			}
 			if vd.block, err = devstate.RestoreVirtioBlock(saved[i].Block, deps); err != nil {
 				return fmt.Errorf("restore disk %s: %w", cfg.ID, err)
 			}

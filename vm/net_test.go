@@ -20,22 +20,17 @@ func goldenState(t *testing.T) (*savedState, *memdump.Memory) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var mem *memdump.Memory
-	st, _, err := readArchive(f, nil, nil, func(cfg Config, _ []netRecord) (*memdump.Memory, error) {
-		var err error
-		mem, err = memdump.New("chsnap-test", cfg.Memory)
-		return mem, err
-	})
+	a, err := readArchive(f, readOptions{memName: "chsnap-test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { mem.Close() })
-	return st, mem
+	t.Cleanup(func() { a.mem.Close() })
+	return a.st, a.mem
 }
 
 // TestArchiveNets writes an archive with a net and reads it back: the
 // config record, the host resource and the device section survive, and the
-// restore callback sees the records it must bind.
+// configuration read in the first phase holds the nets to bind.
 func TestArchiveNets(t *testing.T) {
 	st, mem := goldenState(t)
 	rec := netRecord{ID: "net0", MAC: "52:54:00:12:34:56", Tap: "tap0", Flags: fdmap.FlagTAP | fdmap.FlagNoPI | fdmap.FlagVnetHdr, FDs: 1}
@@ -48,17 +43,14 @@ func TestArchiveNets(t *testing.T) {
 	if err := writeArchive(&buf, st, mem, nil); err != nil {
 		t.Fatal(err)
 	}
-	var gotNets []netRecord
-	var gotCfg Config
-	back, _, err := readArchive(bytes.NewReader(buf.Bytes()), nil, nil, func(cfg Config, nets []netRecord) (*memdump.Memory, error) {
-		gotCfg, gotNets = cfg, nets
-		return memdump.New("chsnap-test", cfg.Memory)
-	})
+	a, err := readArchive(bytes.NewReader(buf.Bytes()), readOptions{memName: "chsnap-test"})
 	if err != nil {
 		t.Fatalf("read back: %v", err)
 	}
+	a.mem.Close()
+	back, gotCfg, gotNets := a.st, a.cfg, a.st.Config.Nets
 	if len(gotNets) != 1 || gotNets[0] != rec {
-		t.Errorf("callback nets = %+v, want %+v", gotNets, rec)
+		t.Errorf("config section nets = %+v, want %+v", gotNets, rec)
 	}
 	if len(gotCfg.Nets) != 1 || gotCfg.Nets[0].ID != "net0" || gotCfg.Nets[0].MAC.String() != rec.MAC || gotCfg.Nets[0].TapName != "tap0" {
 		t.Errorf("config nets = %+v", gotCfg.Nets)
@@ -73,9 +65,7 @@ func TestArchiveNets(t *testing.T) {
 	if err := writeArchive(&buf, st, mem, nil); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = readArchive(bytes.NewReader(buf.Bytes()), nil, nil, func(cfg Config, _ []netRecord) (*memdump.Memory, error) {
-		return memdump.New("chsnap-test", cfg.Memory)
-	})
+	_, err = readArchive(bytes.NewReader(buf.Bytes()), readOptions{memName: "chsnap-test"})
 	if !errors.Is(err, errNotRestorable) || !strings.Contains(err.Error(), "net0 needs 2 tap fds") {
 		t.Errorf("2-fd net: %v", err)
 	}

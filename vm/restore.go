@@ -13,6 +13,7 @@ import (
 	"github.com/chsnap/chsnap/formats"
 	"github.com/chsnap/chsnap/kvmstate"
 	"github.com/chsnap/chsnap/memdump"
+	"golang.org/x/sys/unix"
 )
 
 // RestoreOptions tunes a restore.
@@ -51,38 +52,45 @@ type RestoreOptions struct {
 	NetNS string
 }
 
-// Restore rebuilds a VM from an archive read from r, ready to Run. Every
-// section is verified and every piece of state checked before any vCPU is
-// created, so a refused archive starts no guest; on error everything created
-// so far is released.
+// Restore rebuilds a VM from an archive read from r, ready to Run. The
+// whole archive is read and checked first (readArchive: every section,
+// every chunk of guest memory, the config against this host's limits), the
+// disks opened and checked and the taps bound, all before /dev/kvm is
+// opened: a refused archive prepares nothing of KVM and starts no guest. On
+// error everything created so far is released.
 func Restore(r io.Reader, opt RestoreOptions) (_ *VM, err error) {
-	var v *VM
-	defer func() {
-		if err != nil && v != nil {
-			v.abort()
-		}
-	}()
 	set := opt.NetFDs
 	if set == nil {
 		set = &fdmap.Set{}
 	}
 	defer set.Close() // closes nothing once Bind has run
-	st, _, err := readArchive(r, opt.Progress, opt.DiskPaths, func(cfg Config, nets []netRecord) (*memdump.Memory, error) {
-		cfg.KVMDevice, cfg.SerialOut, cfg.SerialIn, cfg.Logger = opt.KVMDevice, opt.SerialOut, opt.SerialIn, opt.Logger
-		// Every tap is bound and checked before /dev/kvm is touched: a
-		// refused descriptor starts nothing.
-		if err := bindNets(&cfg, nets, set, opt.NetNS); err != nil {
-			return nil, err
-		}
-		var err error
-		if v, err = newMachine(cfg); err != nil {
-			return nil, err
-		}
-		return v.mem, nil
-	})
+	a, err := readArchive(r, readOptions{progress: opt.Progress, diskPaths: opt.DiskPaths, memName: "chsnap-guest-ram", host: true})
 	if err != nil {
 		return nil, err
 	}
+	st, cfg := a.st, a.cfg
+	cfg.KVMDevice, cfg.SerialOut, cfg.SerialIn, cfg.Logger = opt.KVMDevice, opt.SerialOut, opt.SerialIn, opt.Logger
+	images, err := openDisks(cfg.Disks, st.Disks)
+	if err != nil {
+		a.mem.Close()
+		return nil, err
+	}
+	// Every tap is bound and checked before /dev/kvm is touched: a refused
+	// descriptor starts nothing.
+	if err := bindNets(&cfg, st.Config.Nets, set, opt.NetNS); err != nil {
+		closeDisks(images)
+		a.mem.Close()
+		return nil, err
+	}
+	v, err := newMachine(cfg, a.mem, images)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			v.abort()
+		}
+	}()
 	warn := opt.Warn
 	if warn == nil {
 		warn = func(s string) { v.logf("warning: %s", s) }
@@ -156,181 +164,243 @@ type ArchiveReport struct {
 
 // VerifyArchive reads a whole archive as Restore would — every checksum,
 // every state section decoded and checked, guest memory decompressed into a
-// scratch memory and every chunk's hash compared — without KVM.
+// scratch memory and every chunk's hash compared — without KVM. On error
+// the report holds what was read before the damage (nil if not even the
+// archive's header was), for a caller that shows it.
 func VerifyArchive(r io.Reader) (*ArchiveReport, error) {
-	var mem *memdump.Memory
-	defer func() {
-		if mem != nil {
-			mem.Close()
+	a, err := readArchive(r, readOptions{memName: "chsnap-verify"})
+	if a.mem != nil {
+		a.mem.Close()
+	}
+	var rep *ArchiveReport
+	if a.summary != nil {
+		rep = &ArchiveReport{Summary: *a.summary, Memstat: a.stats}
+		if st := a.st; st != nil {
+			rep.CPUs, rep.Memory, rep.Cmdline, rep.Kernel = st.Config.CPUs, st.Config.Memory, st.Config.Cmdline, st.Config.Kernel
+			rep.Devices, rep.Hosts = st.deviceIDs(), st.Resources.Resources
 		}
-	}()
-	st, stats, err := readArchive(r, nil, nil, func(cfg Config, _ []netRecord) (*memdump.Memory, error) {
-		var err error
-		mem, err = memdump.New("chsnap-verify", cfg.Memory)
-		return mem, err
-	})
-	if err != nil {
-		return nil, err
 	}
-	rep := &ArchiveReport{
-		CPUs: st.Config.CPUs, Memory: st.Config.Memory, Cmdline: st.Config.Cmdline, Kernel: st.Config.Kernel,
-		Devices: deviceNames[:], Memstat: stats, Hosts: st.Resources.Resources,
-	}
-	return rep, nil
+	return rep, err
 }
 
-// readArchive reads and checks every section of an archive. When the config
-// section arrives it calls newMem to get guest memory of the right size (a
-// VM's, or a scratch one) and loads the memory sections into it.
-func readArchive(r io.Reader, progress func(done, total uint64), diskPaths map[string]string, newMem func(Config, []netRecord) (*memdump.Memory, error)) (_ *savedState, _ memdump.DumpStats, err error) {
-	var stats memdump.DumpStats
+// readOptions tunes readArchive.
+type readOptions struct {
+	progress  func(done, total uint64)
+	diskPaths map[string]string // disks pointed elsewhere (RestoreOptions.DiskPaths)
+	memName   string            // the guest memory's memfd name
+	host      bool              // check the config against this host's limits
+}
+
+// archiveRead is what readArchive read.
+type archiveRead struct {
+	st  *savedState
+	cfg Config          // the VM's shape, from the config section
+	mem *memdump.Memory // guest RAM loaded from the archive; the caller's
+	// stats and summary describe the memory and the sections read, as far
+	// as they were read on error.
+	stats   memdump.DumpStats
+	summary *formats.Summary
+}
+
+// readArchive reads and checks a whole archive in the two phases the format
+// lays out: first the config section, which gives the VM's shape
+// (readConfig); then, into guest memory of that shape created here, not
+// yet known to any KVM VM, every other section (readSections). It opens
+// nothing of KVM: a caller builds the machine only with the checked result
+// in hand. On error the memory is released and the result holds only the
+// config (if read) and the summary.
+func readArchive(r io.Reader, opt readOptions) (a archiveRead, err error) {
 	ar, err := formats.NewReader(r)
 	if err != nil {
-		return nil, stats, err
+		return a, err
+	}
+	defer func() {
+		s := ar.Summary()
+		a.summary = &s
+		if err != nil && a.mem != nil {
+			a.mem.Close()
+			a.mem = nil
+		}
+	}()
+	if a.st, a.cfg, err = readConfig(ar, opt.diskPaths); err != nil {
+		return a, err
+	}
+	if opt.host {
+		if err := checkHostLimits(a.cfg); err != nil {
+			return a, err
+		}
+	}
+	if a.mem, err = memdump.New(opt.memName, a.cfg.Memory); err != nil {
+		return a, err
+	}
+	a.stats, err = readSections(ar, a.st, a.mem, opt.progress)
+	return a, err
+}
+
+// readConfig is phase one of readArchive: the first section, which must be
+// the config, decoded and checked as a VM configuration.
+func readConfig(ar *formats.Reader, diskPaths map[string]string) (*savedState, Config, error) {
+	sec, err := ar.Next()
+	if errors.Is(err, io.EOF) {
+		return nil, Config{}, fmt.Errorf("%w: no config section", errNotRestorable)
+	}
+	if err != nil {
+		return nil, Config{}, err
+	}
+	if sec.Kind != formats.KindConfig {
+		return nil, Config{}, fmt.Errorf("%w: the first section is %s, not the config", errNotRestorable, sec.Kind)
 	}
 	st := &savedState{}
-	var (
-		loader     *memdump.Loader
-		haveConfig bool
-		haveVM     bool
-		haveRes    bool
-		haveVCPU   []bool
-		haveDevice []bool
-	)
+	if err := strictUnmarshal(sec.Payload, &st.Config); err != nil {
+		return nil, Config{}, fmt.Errorf("config section: %w", err)
+	}
+	cfg := Config{
+		Kernel: []byte{0}, KernelPath: st.Config.Kernel, Cmdline: st.Config.Cmdline,
+		CPUs: st.Config.CPUs, Memory: st.Config.Memory,
+	}
+	if st.Config.Topology != nil {
+		cfg.Topology = *st.Config.Topology
+	}
+	for _, d := range st.Config.Disks {
+		sd := diskSaved{Record: d}
+		if p, ok := diskPaths[d.ID]; ok {
+			sd.Record.Path, sd.moved = p, true
+		}
+		st.Disks = append(st.Disks, sd)
+		cfg.Disks = append(cfg.Disks, DiskConfig{ID: d.ID, Path: sd.Record.Path, Format: d.Format, ReadOnly: d.ReadOnly})
+	}
+	for id := range diskPaths {
+		if !slices.ContainsFunc(st.Config.Disks, func(d diskRecord) bool { return d.ID == id }) {
+			return nil, Config{}, fmt.Errorf("%w: --disk %s: the archive has no disk %s", errNotRestorable, id, id)
+		}
+	}
+	for _, n := range st.Config.Nets {
+		mac, err := net.ParseMAC(n.MAC)
+		if err != nil {
+			return nil, Config{}, fmt.Errorf("config section: net %s: %w", n.ID, err)
+		}
+		if n.FDs != 1 {
+			return nil, Config{}, fmt.Errorf("%w: net %s needs %d tap fds; this chsnap supports 1", errNotRestorable, n.ID, n.FDs)
+		}
+		st.Nets = append(st.Nets, netSaved{Record: n})
+		cfg.Nets = append(cfg.Nets, NetConfig{ID: n.ID, MAC: mac, TapName: n.Tap})
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, Config{}, fmt.Errorf("config section: %w", err)
+	}
+	cfg.Kernel = nil
+	st.VCPUs = make([]kvmstate.VCPUState, cfg.CPUs)
+	return st, cfg, nil
+}
+
+// readSections is phase two of readArchive: every section after the config,
+// decoded and checked into st, guest memory loaded into mem, up to the
+// verified table and trailer; then the whole state is checked as one.
+func readSections(ar *formats.Reader, st *savedState, mem *memdump.Memory, progress func(done, total uint64)) (stats memdump.DumpStats, err error) {
+	loader := memdump.NewLoader(mem, memdump.LoadOptions{Progress: progress})
 	defer func() {
 		if loader != nil {
 			loader.Finish() // stop its workers before the memory goes
 		}
 	}()
+	var (
+		haveVM     bool
+		haveRes    bool
+		haveVCPU   = make([]bool, len(st.VCPUs))
+		haveDevice = make([]bool, numDevices+len(st.Disks)+len(st.Nets))
+	)
 	for {
 		sec, err := ar.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, stats, err
-		}
-		if !haveConfig && sec.Kind != formats.KindConfig {
-			return nil, stats, fmt.Errorf("%w: the first section is %s, not the config", errNotRestorable, sec.Kind)
+			return stats, err
 		}
 		switch sec.Kind {
 		case formats.KindConfig:
-			if haveConfig {
-				return nil, stats, fmt.Errorf("%w: two config sections", errNotRestorable)
-			}
-			haveConfig = true
-			if err := strictUnmarshal(sec.Payload, &st.Config); err != nil {
-				return nil, stats, fmt.Errorf("config section: %w", err)
-			}
-			cfg := Config{
-				Kernel: []byte{0}, KernelPath: st.Config.Kernel, Cmdline: st.Config.Cmdline,
-				CPUs: st.Config.CPUs, Memory: st.Config.Memory,
-			}
-			if st.Config.Topology != nil {
-				cfg.Topology = *st.Config.Topology
-			}
-			for _, d := range st.Config.Disks {
-				sd := diskSaved{Record: d}
-				if p, ok := diskPaths[d.ID]; ok {
-					sd.Record.Path, sd.moved = p, true
-				}
-				st.Disks = append(st.Disks, sd)
-				cfg.Disks = append(cfg.Disks, DiskConfig{ID: d.ID, Path: sd.Record.Path, Format: d.Format, ReadOnly: d.ReadOnly})
-			}
-			for id := range diskPaths {
-				if !slices.ContainsFunc(st.Config.Disks, func(d diskRecord) bool { return d.ID == id }) {
-					return nil, stats, fmt.Errorf("%w: --disk %s: the archive has no disk %s", errNotRestorable, id, id)
-				}
-			}
-			for _, n := range st.Config.Nets {
-				mac, err := net.ParseMAC(n.MAC)
-				if err != nil {
-					return nil, stats, fmt.Errorf("config section: net %s: %w", n.ID, err)
-				}
-				if n.FDs != 1 {
-					return nil, stats, fmt.Errorf("%w: net %s needs %d tap fds; this chsnap supports 1", errNotRestorable, n.ID, n.FDs)
-				}
-				st.Nets = append(st.Nets, netSaved{Record: n})
-				cfg.Nets = append(cfg.Nets, NetConfig{ID: n.ID, MAC: mac, TapName: n.Tap})
-			}
-			if err := cfg.Validate(); err != nil {
-				return nil, stats, fmt.Errorf("config section: %w", err)
-			}
-			haveDevice = make([]bool, numDevices+len(st.Disks)+len(st.Nets))
-			cfg.Kernel = nil
-			mem, err := newMem(cfg, st.Config.Nets)
-			if err != nil {
-				return nil, stats, err
-			}
-			st.VCPUs = make([]kvmstate.VCPUState, cfg.CPUs)
-			haveVCPU = make([]bool, cfg.CPUs)
-			loader = memdump.NewLoader(mem, memdump.LoadOptions{Progress: progress})
+			return stats, fmt.Errorf("%w: two config sections", errNotRestorable)
 		case formats.KindHostResource:
 			if haveRes {
-				return nil, stats, fmt.Errorf("%w: two host-resource sections", errNotRestorable)
+				return stats, fmt.Errorf("%w: two host-resource sections", errNotRestorable)
 			}
 			haveRes = true
 			if err := strictUnmarshal(sec.Payload, &st.Resources); err != nil {
-				return nil, stats, fmt.Errorf("host-resource section: %w", err)
-			}
-			if err := checkResources(st.Resources); err != nil {
-				return nil, stats, err
+				return stats, fmt.Errorf("host-resource section: %w", err)
 			}
 		case formats.KindVCPU:
 			if int(sec.ID) >= len(haveVCPU) || haveVCPU[sec.ID] {
-				return nil, stats, fmt.Errorf("%w: vCPU section %d is out of range or repeated (the VM has %d vCPUs)", errNotRestorable, sec.ID, len(haveVCPU))
+				return stats, fmt.Errorf("%w: vCPU section %d is out of range or repeated (the VM has %d vCPUs)", errNotRestorable, sec.ID, len(haveVCPU))
 			}
 			haveVCPU[sec.ID] = true
 			if err := strictUnmarshal(sec.Payload, &st.VCPUs[sec.ID]); err != nil {
-				return nil, stats, fmt.Errorf("vCPU %d section: %w", sec.ID, err)
+				return stats, fmt.Errorf("vCPU %d section: %w", sec.ID, err)
 			}
 		case formats.KindVM:
 			if haveVM {
-				return nil, stats, fmt.Errorf("%w: two VM sections", errNotRestorable)
+				return stats, fmt.Errorf("%w: two VM sections", errNotRestorable)
 			}
 			haveVM = true
 			if err := strictUnmarshal(sec.Payload, &st.VM); err != nil {
-				return nil, stats, fmt.Errorf("VM section: %w", err)
+				return stats, fmt.Errorf("VM section: %w", err)
 			}
 		case formats.KindDevice:
 			if int(sec.ID) < len(haveDevice) && haveDevice[sec.ID] {
-				return nil, stats, fmt.Errorf("%w: device section %d repeated", errNotRestorable, sec.ID)
+				return stats, fmt.Errorf("%w: device section %d repeated", errNotRestorable, sec.ID)
 			}
 			if err := st.decodeDevice(sec.ID, sec.Payload); err != nil {
-				return nil, stats, fmt.Errorf("%w: %w", errNotRestorable, err)
+				return stats, fmt.Errorf("%w: %w", errNotRestorable, err)
 			}
 			haveDevice[sec.ID] = true
 		case formats.KindMemoryChunk, formats.KindMemoryIndex:
 			if err := loader.Add(sec); err != nil {
-				return nil, stats, err
+				return stats, err
 			}
 		default:
 			// A kind this version does not know, from a newer minor of the
 			// same major: skipped, as formats/SPEC.md allows.
 		}
 	}
-	if !haveConfig {
-		return nil, stats, fmt.Errorf("%w: no config section", errNotRestorable)
-	}
 	if !haveRes || !haveVM {
-		return nil, stats, fmt.Errorf("%w: missing host-resource or VM section", errNotRestorable)
+		return stats, fmt.Errorf("%w: missing host-resource or VM section", errNotRestorable)
 	}
 	for i, ok := range haveVCPU {
 		if !ok {
-			return nil, stats, fmt.Errorf("%w: no state for vCPU %d", errNotRestorable, i)
+			return stats, fmt.Errorf("%w: no state for vCPU %d", errNotRestorable, i)
 		}
 	}
 	for i, ok := range haveDevice {
 		if !ok {
-			return nil, stats, fmt.Errorf("%w: no state for device %s", errNotRestorable, st.deviceName(i))
+			return stats, fmt.Errorf("%w: no state for device %s", errNotRestorable, st.deviceName(i))
 		}
+	}
+	if err := checkResources(st); err != nil {
+		return stats, err
 	}
 	stats, err = loader.Finish()
 	loader = nil
 	if err != nil {
-		return nil, stats, fmt.Errorf("guest memory: %w", err)
+		return stats, fmt.Errorf("guest memory: %w", err)
 	}
-	return st, stats, nil
+	return stats, nil
+}
+
+// checkHostLimits refuses a VM shape this host cannot hold: more guest RAM
+// than the host has, RAM and swap together. It runs before any guest
+// memory is created and before /dev/kvm is opened.
+func checkHostLimits(cfg Config) error {
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil {
+		return nil // no figure to check against; KVM and mmap still refuse what they cannot do
+	}
+	unit := uint64(si.Unit)
+	if unit == 0 {
+		unit = 1
+	}
+	if host := (uint64(si.Totalram) + uint64(si.Totalswap)) * unit; cfg.Memory > host {
+		return fmt.Errorf("%w: the archive's VM has %s of memory, more than this host's %s (RAM and swap)", errNotRestorable, FormatSize(cfg.Memory), FormatSize(host))
+	}
+	return nil
 }
 
 // checkCPUs compares every vCPU's saved CPUID with what this host supports
@@ -362,9 +432,19 @@ func (v *VM) checkCPUs(st *savedState, allow bool, warn func(string)) error {
 	return nil
 }
 
-// checkResources refuses host resources this chsnap cannot supply again.
-func checkResources(r hostResourcesSection) error {
-	for _, res := range r.Resources {
+// checkResources refuses host resources this chsnap cannot supply again,
+// and resources that name no device of the archive or a device of another
+// kind: the serial console is com1's, each disk's and net's its own.
+func checkResources(st *savedState) error {
+	kinds := map[string]string{deviceNames[devSerial]: "serial-console"}
+	for _, d := range st.Disks {
+		kinds[d.Record.ID] = "disk"
+	}
+	for _, n := range st.Nets {
+		kinds[n.Record.ID] = "net"
+	}
+	seen := map[string]bool{}
+	for _, res := range st.Resources.Resources {
 		switch {
 		case res.Kind == "serial-console" && res.FDs == 0:
 		case res.Kind == "disk" && res.FDs == 0:
@@ -372,6 +452,17 @@ func checkResources(r hostResourcesSection) error {
 		default:
 			return fmt.Errorf("%w: host resource %q of kind %q with %d fds is not supported", errNotRestorable, res.Device, res.Kind, res.FDs)
 		}
+		kind, ok := kinds[res.Device]
+		if !ok {
+			return fmt.Errorf("%w: host resource %q (%s) names no device of the archive", errNotRestorable, res.Device, res.Kind)
+		}
+		if kind != res.Kind {
+			return fmt.Errorf("%w: host resource %q is a %s, but the device is a %s", errNotRestorable, res.Device, res.Kind, kind)
+		}
+		if seen[res.Device] {
+			return fmt.Errorf("%w: host resource %q given twice", errNotRestorable, res.Device)
+		}
+		seen[res.Device] = true
 	}
 	return nil
 }

@@ -159,6 +159,18 @@ func (s *savedState) encodeNet(i int) ([]byte, error) {
 	return json.Marshal(deviceSection{ID: n.Record.ID, State: st})
 }
 
+// deviceIDs lists the devices' ids in device-section order.
+func (s *savedState) deviceIDs() []string {
+	ids := append([]string(nil), deviceNames[:]...)
+	for _, d := range s.Disks {
+		ids = append(ids, d.Record.ID)
+	}
+	for _, n := range s.Nets {
+		ids = append(ids, n.Record.ID)
+	}
+	return ids
+}
+
 // deviceName names device section id in messages.
 func (s *savedState) deviceName(id int) string {
 	switch {

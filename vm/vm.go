@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/chsnap/chsnap/formats/disk"
 	"github.com/chsnap/chsnap/kvmstate"
 	"github.com/chsnap/chsnap/memdump"
 )
@@ -65,6 +66,9 @@ type VM struct {
 	kvm *kvmstate.VM
 	mem *memdump.Memory
 	dev *devices
+	// images are the disk images until the devices take them (each then
+	// nil here); the VM closes any left.
+	images []disk.Disk
 
 	cpuid  []kvmstate.CPUIDEntry // KVM_GET_SUPPORTED_CPUID, read once per VM
 	shaped []kvmstate.CPUIDEntry // cpuid shaped for the topology, once per VM; per-vCPU patches only add APIC ids
@@ -99,14 +103,33 @@ type VM struct {
 
 // New creates a VM from cfg, ready to Run: KVM objects, guest RAM with the
 // kernel, command line, boot structures and ACPI tables in place, devices,
-// and one configured vCPU per CPU. On error everything created so far is
-// released.
+// and one configured vCPU per CPU. Every input is checked first — the
+// configuration, the kernel and initrd (loaded into guest RAM before KVM
+// knows of it), every disk image — so that a refused one never opens
+// /dev/kvm. On error everything created so far is released.
 func New(cfg Config) (_ *VM, err error) {
 	if err := cfg.Validate(); err != nil {
 		closeNetTaps(cfg.Nets)
 		return nil, err
 	}
-	v, err := newMachine(cfg)
+	mem, err := memdump.New("chsnap-guest-ram", cfg.Memory)
+	if err != nil {
+		closeNetTaps(cfg.Nets)
+		return nil, err
+	}
+	entry, err := loadGuest(mem, cfg)
+	if err != nil {
+		mem.Close()
+		closeNetTaps(cfg.Nets)
+		return nil, err
+	}
+	images, err := openDisks(cfg.Disks, nil)
+	if err != nil {
+		mem.Close()
+		closeNetTaps(cfg.Nets)
+		return nil, err
+	}
+	v, err := newMachine(cfg, mem, images)
 	if err != nil {
 		return nil, err
 	}
@@ -115,10 +138,8 @@ func New(cfg Config) (_ *VM, err error) {
 			v.abort()
 		}
 	}()
+	v.entry = entry
 	v.shaped = shapeCPUID(v.cpuid, cfg.topology(), hostCacheLeaves())
-	if v.entry, err = loadGuest(v.mem, cfg); err != nil {
-		return nil, err
-	}
 	if v.dev, err = newDevices(v, nil); err != nil {
 		return nil, err
 	}
@@ -128,11 +149,17 @@ func New(cfg Config) (_ *VM, err error) {
 	return v, nil
 }
 
-// newMachine creates what every VM has, booted or restored: /dev/kvm, the
-// KVM VM with its in-kernel irqchip and PIT, and guest RAM registered with
-// KVM. On error it releases what it created.
-func newMachine(cfg Config) (_ *VM, err error) {
-	v := &VM{cfg: cfg, start: make(chan struct{}), stopping: make(chan struct{})}
+// openKVM opens the KVM device; a variable so that tests can prove a
+// refused input never reaches it.
+var openKVM = kvmstate.Open
+
+// newMachine creates what every VM has, booted or restored, around guest RAM
+// mem (loaded already) and the disk images (opened and checked already):
+// /dev/kvm, the KVM VM with its in-kernel irqchip and PIT, and the RAM
+// registered with KVM. The VM owns mem, images and cfg's taps from the
+// call on; on error it releases them with what it created.
+func newMachine(cfg Config, mem *memdump.Memory, images []disk.Disk) (_ *VM, err error) {
+	v := &VM{cfg: cfg, mem: mem, images: images, start: make(chan struct{}), stopping: make(chan struct{})}
 	if v.cfg.Logger == nil {
 		v.cfg.Logger = log.New(os.Stderr, "chsnap: ", 0)
 	}
@@ -145,7 +172,7 @@ func newMachine(cfg Config) (_ *VM, err error) {
 	if dev == "" {
 		dev = "/dev/kvm"
 	}
-	if v.sys, err = kvmstate.Open(dev); err != nil {
+	if v.sys, err = openKVM(dev); err != nil {
 		return nil, err
 	}
 	if v.cpuid, err = v.sys.SupportedCPUID(); err != nil {
@@ -166,9 +193,6 @@ func newMachine(cfg Config) (_ *VM, err error) {
 		return nil, err
 	}
 	if err := v.kvm.CreatePIT2(kvmstate.PITSpeakerDummy); err != nil {
-		return nil, err
-	}
-	if v.mem, err = memdump.New("chsnap-guest-ram", cfg.Memory); err != nil {
 		return nil, err
 	}
 	for i, r := range v.mem.Regions() {
@@ -422,6 +446,7 @@ func (v *VM) release() error {
 	if v.dev != nil {
 		errs = append(errs, v.dev.close())
 	}
+	errs = append(errs, closeDisks(v.images))
 	closeNetTaps(v.cfg.Nets) // the VM owns them (NetConfig.Tap)
 	if v.kvm != nil {
 		errs = append(errs, v.kvm.Close())
