@@ -3,8 +3,10 @@ package vm
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/chsnap/chsnap/formats"
@@ -57,6 +59,131 @@ func TestVerifyRefusesDamage(t *testing.T) {
 	for _, n := range []int{0, 10, 100, len(good) / 2, len(good) - 1} {
 		if _, err := VerifyArchive(bytes.NewReader(good[:n])); err == nil {
 			t.Errorf("archive truncated to %d bytes accepted", n)
+		}
+	}
+}
+
+// rewriteGolden copies the golden archive section by section, with valid
+// checksums, passing each payload through edit.
+func rewriteGolden(t *testing.T, edit func(s formats.Section) []byte) []byte {
+	t.Helper()
+	f, err := os.Open(goldenPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ar, err := formats.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	aw, err := formats.NewWriter(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		s, err := ar.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := aw.WriteSection(s.Kind, s.ID, edit(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := aw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// flipKeyCase changes the case of the first letter of the first key after
+// marker in p; ok is false when there is no such key.
+func flipKeyCase(p []byte, marker string) (_ []byte, ok bool) {
+	i := bytes.Index(p, []byte(marker))
+	if i < 0 || i+len(marker) >= len(p) {
+		return p, false
+	}
+	q := bytes.Clone(p)
+	c := &q[i+len(marker)]
+	switch {
+	case 'a' <= *c && *c <= 'z':
+		*c -= 'a' - 'A'
+	case 'A' <= *c && *c <= 'Z':
+		*c += 'a' - 'A'
+	default:
+		return p, false
+	}
+	return q, true
+}
+
+// TestVerifyRefusesCaseChangedKeys: state sections are decoded with exact
+// key matching (issue 14.7): "Memory" is not "memory", in any state section
+// or inside a device's state. The unchanged copy verifies.
+func TestVerifyRefusesCaseChangedKeys(t *testing.T) {
+	same := rewriteGolden(t, func(s formats.Section) []byte { return s.Payload })
+	if _, err := VerifyArchive(bytes.NewReader(same)); err != nil {
+		t.Fatalf("unchanged copy: %v", err)
+	}
+	for _, tc := range []struct {
+		kind   formats.SectionKind
+		marker string
+	}{
+		{formats.KindConfig, `{"`},
+		{formats.KindHostResource, `[{"`},
+		{formats.KindVCPU, `{"`},
+		{formats.KindVM, `{"`},
+		{formats.KindDevice, `{"`},
+		{formats.KindDevice, `"state":{"`},
+	} {
+		edited := false
+		data := rewriteGolden(t, func(s formats.Section) []byte {
+			if s.Kind != tc.kind || edited {
+				return s.Payload
+			}
+			p, ok := flipKeyCase(s.Payload, tc.marker)
+			edited = ok
+			return p
+		})
+		if !edited {
+			t.Errorf("%s: no key after %s", tc.kind, tc.marker)
+			continue
+		}
+		if _, err := VerifyArchive(bytes.NewReader(data)); err == nil {
+			t.Errorf("%s with the first key after %s case-changed: accepted", tc.kind, tc.marker)
+		} else {
+			t.Logf("%s: %v", tc.kind, err)
+		}
+	}
+	// The config's "memory" itself, as the issue found it.
+	data := rewriteGolden(t, func(s formats.Section) []byte {
+		if s.Kind == formats.KindConfig {
+			return bytes.Replace(s.Payload, []byte(`"memory":`), []byte(`"Memory":`), 1)
+		}
+		return s.Payload
+	})
+	if _, err := VerifyArchive(bytes.NewReader(data)); err == nil || !strings.Contains(err.Error(), `"Memory"`) {
+		t.Errorf(`config with "Memory": %v, want a refusal naming the key`, err)
+	}
+}
+
+// TestVerifyRefusesStrayResource: a host resource must name a device of the
+// archive, of its kind.
+func TestVerifyRefusesStrayResource(t *testing.T) {
+	for name, res := range map[string]string{
+		"no such device": `{"device":"net9","kind":"net","fds":1}`,
+		"wrong kind":     `{"device":"com1","kind":"disk","fds":0}`,
+	} {
+		data := rewriteGolden(t, func(s formats.Section) []byte {
+			if s.Kind != formats.KindHostResource {
+				return s.Payload
+			}
+			return bytes.Replace(s.Payload, []byte(`"resources":[`), []byte(`"resources":[`+res+`,`), 1)
+		})
+		if _, err := VerifyArchive(bytes.NewReader(data)); !errors.Is(err, errNotRestorable) {
+			t.Errorf("%s: %v, want errNotRestorable", name, err)
 		}
 	}
 }

@@ -2,8 +2,11 @@ package vm
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"strings"
 
 	"github.com/chsnap/chsnap/devstate"
 	"github.com/chsnap/chsnap/formats/disk"
@@ -239,7 +242,9 @@ func (s *savedState) decodeDevice(id uint32, payload []byte) error {
 
 // strictUnmarshal decodes JSON refusing unknown fields: a section written by
 // a newer minor with fields this version does not know must not be silently
-// half-understood.
+// half-understood. Keys must also match their field's name exactly
+// (encoding/json alone would take "Memory" for "memory"): an archive is
+// read as it is written, or not at all.
 func strictUnmarshal(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -249,5 +254,115 @@ func strictUnmarshal(data []byte, v any) error {
 	if dec.More() {
 		return fmt.Errorf("trailing data after the JSON value")
 	}
+	var tree any
+	dec = json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&tree); err != nil {
+		return err
+	}
+	return exactKeys(tree, reflect.TypeOf(v), "")
+}
+
+var (
+	jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()
+	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+)
+
+// exactKeys checks that every object key in tree (a decoded JSON value)
+// names a field of t exactly as encoding/json writes it; path says where,
+// for the error. Values of types that decode themselves are not looked into.
+func exactKeys(tree any, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(jsonUnmarshaler) || reflect.PointerTo(t).Implements(textUnmarshaler) {
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		obj, ok := tree.(map[string]any)
+		if !ok {
+			return nil // null, or a type error encoding/json reported already
+		}
+		fields := jsonFields(t)
+		for key, val := range obj {
+			ft, ok := fields[key]
+			if !ok {
+				for name := range fields {
+					if strings.EqualFold(name, key) {
+						return fmt.Errorf("key %q%s: the field is %q (keys are case-sensitive)", key, where(path), name)
+					}
+				}
+				return fmt.Errorf("unknown key %q%s", key, where(path))
+			}
+			if err := exactKeys(val, ft, path+"."+key); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		arr, ok := tree.([]any)
+		if !ok {
+			return nil // e.g. []byte as base64
+		}
+		for i, val := range arr {
+			if err := exactKeys(val, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		obj, ok := tree.(map[string]any)
+		if !ok {
+			return nil
+		}
+		for key, val := range obj {
+			if err := exactKeys(val, t.Elem(), path+"."+key); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
+}
+
+func where(path string) string {
+	if path == "" {
+		return ""
+	}
+	return " in " + strings.TrimPrefix(path, ".")
+}
+
+// jsonFields maps the JSON names of t's fields, as encoding/json names them
+// (the tag's name, else the Go name; untagged embedded structs flattened),
+// to their types.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	fields := map[string]reflect.Type{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		ft := f.Type
+		if f.Anonymous && name == "" {
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				for n, typ := range jsonFields(ft) {
+					if _, ok := fields[n]; !ok {
+						fields[n] = typ
+					}
+				}
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		fields[name] = ft
+	}
+	return fields
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"text/tabwriter"
 
@@ -40,9 +41,10 @@ func inspectCommand() *cli.Command {
 		Name:      "inspect",
 		Usage:     "describe a snapshot archive: sections, sizes, vCPUs, devices, memory, compression",
 		ArgsUsage: "ARCHIVE",
-		Description: "Reads the archive's section table (checking the trailer, the table and the\n" +
-			"sections it reads) and prints a summary; --json prints it as JSON on stdout.\n" +
-			"It does not decompress memory: `chsnap verify` checks everything.\n\n" +
+		Description: "Reads the archive as `chsnap verify` does (every checksum, every state\n" +
+			"section decoded strictly, guest memory decompressed) and prints a summary;\n" +
+			"--json prints it as JSON on stdout. An archive verify refuses is refused here\n" +
+			"too: what could be read is still printed, and the exit status is non-zero.\n\n" +
 			"Example:\n   chsnap inspect vm.snap --json | jq .memory",
 		Flags:        []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON on stdout"}},
 		OnUsageError: commandUsageError,
@@ -52,23 +54,28 @@ func inspectCommand() *cli.Command {
 			}
 			name := c.Args().First()
 			if name == "-" {
-				return usagef("inspect needs a file it can seek in; for a stream use `chsnap verify -`")
+				return usagef("inspect takes a file; for a stream use `chsnap verify -`")
 			}
 			rep, err := inspect(name)
-			if err != nil {
-				return err
+			if rep != nil {
+				if c.Bool("json") {
+					enc := json.NewEncoder(c.App.Writer)
+					enc.SetIndent("", "  ")
+					if jerr := enc.Encode(rep); jerr != nil && err == nil {
+						err = jerr
+					}
+				} else {
+					printInspect(c, rep)
+				}
 			}
-			if c.Bool("json") {
-				enc := json.NewEncoder(c.App.Writer)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rep)
-			}
-			printInspect(c, rep)
-			return nil
+			return err
 		},
 	}
 }
 
+// inspect reads the archive through the decoder verify uses
+// (vm.VerifyArchive) and reports what it read; on error the report, if
+// any, covers what was read before the damage.
 func inspect(name string) (*inspectReport, error) {
 	f, err := os.Open(name)
 	if err != nil {
@@ -79,82 +86,39 @@ func inspect(name string) (*inspectReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
-	major, minor, table, err := formats.ReadTable(f, fi.Size())
-	if err != nil {
-		return nil, fmt.Errorf("archive %s: %w", name, err)
+	ar, verr := vm.VerifyArchive(f)
+	if verr != nil {
+		verr = fmt.Errorf("archive %s: %w", name, verr)
 	}
-	rep := &inspectReport{Archive: name, Format: fmt.Sprintf("%d.%d", major, minor), Size: fi.Size()}
-	byKind := map[formats.SectionKind]*sectionSummary{}
-	var order []formats.SectionKind
-	for _, s := range table {
-		k := byKind[s.Kind]
-		if k == nil {
-			k = &sectionSummary{Kind: s.Kind.String()}
-			byKind[s.Kind] = k
-			order = append(order, s.Kind)
-		}
-		k.Count++
-		k.Bytes += s.Length
-		switch s.Kind {
-		case formats.KindConfig, formats.KindHostResource, formats.KindDevice:
-			sec, err := formats.ReadSectionAt(f, s)
-			if err != nil {
-				return nil, fmt.Errorf("archive %s: %w", name, err)
-			}
-			if err := describeSection(rep, sec); err != nil {
-				return nil, fmt.Errorf("archive %s: %s section %d: %w", name, s.Kind, s.ID, err)
-			}
-		case formats.KindMemoryChunk:
-			rep.Memchunks++
-			rep.MemBytes += s.Length
-		}
+	if ar == nil {
+		return nil, verr
 	}
-	for _, k := range order {
-		rep.Sections = append(rep.Sections, *byKind[k])
+	rep := &inspectReport{
+		Archive: name, Format: ar.Summary.Version, Size: fi.Size(),
+		CPUs: ar.CPUs, Memory: ar.Memory, Cmdline: ar.Cmdline, Kernel: ar.Kernel, Devices: ar.Devices,
+	}
+	if rep.Resources, err = json.Marshal(ar.Hosts); err != nil {
+		return nil, fmt.Errorf("archive %s: host resources: %w", name, err)
+	}
+	for _, k := range ar.Summary.Kinds {
+		rep.Sections = append(rep.Sections, sectionSummary{Kind: k.Name, Count: k.Count, Bytes: k.Bytes})
+		if k.Kind == formats.KindMemoryChunk {
+			rep.Memchunks, rep.MemBytes = k.Count, k.Bytes
+		}
 	}
 	if rep.Size > 0 {
 		rep.Ratio = float64(rep.Memory) / float64(rep.Size)
 	}
-	return rep, nil
-}
-
-// describeSection copies what inspect shows from one JSON section.
-func describeSection(rep *inspectReport, sec formats.Section) error {
-	switch sec.Kind {
-	case formats.KindConfig:
-		var cfg struct {
-			CPUs    int    `json:"cpus"`
-			Memory  uint64 `json:"memory"`
-			Cmdline string `json:"cmdline"`
-			Kernel  string `json:"kernel"`
-		}
-		if err := json.Unmarshal(sec.Payload, &cfg); err != nil {
-			return err
-		}
-		rep.CPUs, rep.Memory, rep.Cmdline, rep.Kernel = cfg.CPUs, cfg.Memory, cfg.Cmdline, cfg.Kernel
-	case formats.KindHostResource:
-		var res struct {
-			Resources json.RawMessage `json:"resources"`
-		}
-		if err := json.Unmarshal(sec.Payload, &res); err != nil {
-			return err
-		}
-		rep.Resources = res.Resources
-	case formats.KindDevice:
-		var d struct {
-			ID string `json:"id"`
-		}
-		if err := json.Unmarshal(sec.Payload, &d); err != nil {
-			return err
-		}
-		rep.Devices = append(rep.Devices, d.ID)
-	}
-	return nil
+	return rep, verr
 }
 
 func printInspect(c *cli.Context, r *inspectReport) {
 	w := c.App.Writer
 	fmt.Fprintf(w, "archive:   %s (format %s, %d bytes)\n", r.Archive, r.Format, r.Size)
+	if r.CPUs == 0 { // the config section was not read: only the sections are known
+		printSections(w, r)
+		return
+	}
 	fmt.Fprintf(w, "vCPUs:     %d\n", r.CPUs)
 	fmt.Fprintf(w, "memory:    %s; %d chunks stored, %d bytes compressed; memory/archive %.2f:1\n",
 		vm.FormatSize(r.Memory), r.Memchunks, r.MemBytes, r.Ratio)
@@ -164,6 +128,11 @@ func printInspect(c *cli.Context, r *inspectReport) {
 		fmt.Fprintf(w, "kernel:    %s\n", r.Kernel)
 	}
 	fmt.Fprintf(w, "cmdline:   %s\n", r.Cmdline)
+	printSections(w, r)
+}
+
+// printSections prints the table of sections by kind.
+func printSections(w io.Writer, r *inspectReport) {
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "SECTION\tCOUNT\tBYTES")
 	for _, s := range r.Sections {
