@@ -99,6 +99,10 @@ func TestCheckCPUCompatXSAVE(t *testing.T) {
 	base = append(base,
 		kvmstate.CPUIDEntry{Function: 0xD, Index: 0, Flags: sig, EAX: 0x2E7, EBX: 0x340, ECX: 0x2B00},
 		kvmstate.CPUIDEntry{Function: 0xD, Index: 2, Flags: sig, EAX: 0x100, EBX: 0x240},
+		kvmstate.CPUIDEntry{Function: 0xD, Index: 5, Flags: sig, EAX: 0x40, EBX: 0x440},
+		kvmstate.CPUIDEntry{Function: 0xD, Index: 6, Flags: sig, EAX: 0x200, EBX: 0x480},
+		kvmstate.CPUIDEntry{Function: 0xD, Index: 7, Flags: sig, EAX: 0x400, EBX: 0x680},
+		kvmstate.CPUIDEntry{Function: 0xD, Index: 9, Flags: sig, EAX: 8, EBX: 0x2AF8},
 	)
 	saved := savedFrom(base, DefaultTopology(2), 1)
 	saved = doctor(saved, 0xD, 0, func(e *kvmstate.CPUIDEntry) { e.EBX = 0xA80 }) // the guest's XCR0 in use: ignored

@@ -81,7 +81,8 @@ func maxLeaf(entries []kvmstate.CPUIDEntry, base uint32) uint32 {
 //     hosts whose maximum basic leaf reaches it): rebuilt from topo;
 //   - AMD 0x8000_0001 ECX CmpLegacy, 0x8000_0008 ECX NC and ApicIdSize, and
 //     0x8000_001E (threads per core, nodes per package);
-//   - 0x8000_0005 and 0x8000_0006 from the host if KVM left them empty.
+//   - 0x8000_0005 and 0x8000_0006 from the host if KVM left them empty;
+//   - leaf 0xD made consistent (normalizeXSAVE).
 func shapeCPUID(base []kvmstate.CPUIDEntry, topo Topology, hostLeaves map[uint32][4]uint32) []kvmstate.CPUIDEntry {
 	vendor := cpuidVendor(base)
 	amd := isAMD(vendor)
@@ -172,6 +173,7 @@ func shapeCPUID(base []kvmstate.CPUIDEntry, topo Topology, hostLeaves map[uint32
 		}
 		out = append(out, topoLevels(0x1F, levels)...)
 	}
+	normalizeXSAVE(out)
 	return out
 }
 
@@ -242,4 +244,101 @@ func logicalCount(n int) int {
 		c <<= 1
 	}
 	return min(c, 255)
+}
+
+// XSAVE (CPUID leaf 0xD; Intel SDM vol. 1 §13.2, AMD APM vol. 3 E.3.8).
+const (
+	xsaveLegacySize = 512 + 64 // the FXSAVE region and the XSAVE header
+	xfeatureX87     = 1 << 0
+	xfeatureSSE     = 1 << 1
+)
+
+// xfeatureGroups are XSAVE components the guest may only enable together:
+// Linux (fpu/xstate.c) and the SDM's XSETBV rules treat MPX's two, AVX-512's
+// three and AMX's two as one (XSETBV with half a pair raises #GP).
+var xfeatureGroups = []uint64{1<<3 | 1<<4, 1<<5 | 1<<6 | 1<<7, 1<<17 | 1<<18}
+
+// guestXCR0 returns the XCR0 bits leaf 0xD sub-leaf 0 lets the guest set
+// (EDX:EAX).
+func guestXCR0(entries []kvmstate.CPUIDEntry) uint64 {
+	e := findCPUID(entries, 0xD, 0)
+	if e == nil {
+		return 0
+	}
+	return uint64(e.EDX)<<32 | uint64(e.EAX)
+}
+
+// xsaveComponent returns the size and standard-format offset of XSAVE
+// component i (sub-leaf i's EAX and EBX), and whether leaf 0xD describes it
+// as an XCR0 (user) component with a place past the legacy region.
+func xsaveComponent(entries []kvmstate.CPUIDEntry, i uint32) (size, offset uint32, ok bool) {
+	e := findCPUID(entries, 0xD, i)
+	if e == nil || e.Index != i || e.EAX == 0 || e.ECX&1 != 0 || e.EBX < xsaveLegacySize {
+		return 0, 0, false
+	}
+	return e.EAX, e.EBX, true
+}
+
+// xsaveSize is the standard-format XSAVE area size for xcr0 by leaf 0xD's
+// component offsets and sizes: what the guest computes and what sub-leaf 0
+// EBX must report once that XCR0 is set.
+func xsaveSize(entries []kvmstate.CPUIDEntry, xcr0 uint64) uint32 {
+	end := uint32(xsaveLegacySize)
+	for i := uint32(2); i < 64; i++ {
+		if xcr0&(1<<i) == 0 {
+			continue
+		}
+		if size, off, ok := xsaveComponent(entries, i); ok {
+			end = max(end, off+size)
+		}
+	}
+	return end
+}
+
+// normalizeXSAVE makes leaf 0xD agree with itself, in place. Sub-leaf 0
+// EDX:EAX, the XCR0 bits the guest may enable, keeps x87 and SSE and each
+// component (or group of components that go together) whose sub-leaf gives
+// it a size and an offset; ECX, the area size for every one of them,
+// becomes their furthest end; EBX, the size for the XCR0 in use, becomes
+// the size for all of them, the XCR0 the guest is started with
+// (bootXCR0). KVM reports the leaves it supports; this only guards against
+// a leaf that names a component it does not describe, which Linux answers
+// with "XSAVE consistency problem" and no XSAVE at all.
+func normalizeXSAVE(entries []kvmstate.CPUIDEntry) {
+	e := findCPUID(entries, 0xD, 0)
+	if e == nil || e.Index != 0 {
+		return
+	}
+	xcr0 := guestXCR0(entries)
+	keep := xcr0 & (xfeatureX87 | xfeatureSSE)
+	for i := uint32(2); i < 64; i++ {
+		if xcr0&(1<<i) == 0 {
+			continue
+		}
+		if _, _, ok := xsaveComponent(entries, i); ok {
+			keep |= 1 << i
+		}
+	}
+	for _, g := range xfeatureGroups {
+		if keep&g != g {
+			keep &^= g
+		}
+	}
+	e.EAX, e.EDX = uint32(keep), uint32(keep>>32)
+	e.ECX = xsaveSize(entries, keep)
+	e.EBX = e.ECX
+}
+
+// bootXCR0 is the XCR0 a new vCPU starts with: every component leaf 0xD
+// offers, rather than the architectural reset value (x87 only). KVM derives
+// sub-leaf 0 EBX from the XCR0 it knows, on KVM_SET_CPUID2, KVM_SET_XCRS
+// and the guest's XSETBV. Where the guest's XSETBV never reaches KVM (KVM
+// nested under QEMU TCG, whose emulated SVM does not intercept it), EBX
+// would keep the size for XCR0 = 1 while Linux enables everything the leaf
+// offers, and Linux gives up XSAVE with an "XSAVE consistency problem"
+// warning. Starting with the full XCR0 makes EBX right for what Linux
+// enables; the guest still sets its own XCR0 before it uses XSAVE (it needs
+// CR4.OSXSAVE first, and KVM loads the guest XCR0 only then).
+func bootXCR0(entries []kvmstate.CPUIDEntry) uint64 {
+	return guestXCR0(entries) | xfeatureX87
 }

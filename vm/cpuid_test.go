@@ -361,3 +361,74 @@ func BenchmarkShapeAndPatchCPUID(b *testing.B) {
 		_ = vcpuCPUID(shapeCPUID(set, topo, hostCacheLeaves()), topo, i%32)
 	}
 }
+
+// xsaveLeaf is leaf 0xD as KVM_GET_SUPPORTED_CPUID gave it on the nested
+// test host (x87, SSE, AVX, PKRU), plus extra sub-leaves.
+func xsaveLeaf(xcr0 uint32, extra ...kvmstate.CPUIDEntry) []kvmstate.CPUIDEntry {
+	sig := uint32(kvmstate.CPUIDFlagSignificantIndex)
+	return append([]kvmstate.CPUIDEntry{
+		{Function: 0xD, Index: 0, Flags: sig, EAX: xcr0, EBX: 0xa88, ECX: 0xa88},
+		{Function: 0xD, Index: 1, Flags: sig, EAX: 5},
+		{Function: 0xD, Index: 2, Flags: sig, EAX: 0x100, EBX: 0x240},
+		{Function: 0xD, Index: 9, Flags: sig, EAX: 8, EBX: 0xa80},
+	}, extra...)
+}
+
+// TestXSAVELeaf holds leaf 0xD against the XCR0 bits it offers: every
+// offered component has a sub-leaf, ECX and EBX are the size Linux computes
+// from the sub-leaves for all of them (its "XSAVE consistency problem"
+// check), and the vCPU starts with that XCR0.
+func TestXSAVELeaf(t *testing.T) {
+	sig := uint32(kvmstate.CPUIDFlagSignificantIndex)
+	for _, tc := range []struct {
+		name     string
+		in       []kvmstate.CPUIDEntry
+		wantXCR0 uint64
+		wantSize uint32
+	}{
+		{"as KVM gave it", xsaveLeaf(0x207), 0x207, 2696},
+		{"a component without a sub-leaf (MPX) is not offered", xsaveLeaf(0x21f), 0x207, 2696},
+		{"half of MPX is not offered", xsaveLeaf(0x21f,
+			kvmstate.CPUIDEntry{Function: 0xD, Index: 3, Flags: sig, EAX: 0x40, EBX: 0x3c0}), 0x207, 2696},
+		{"both halves of MPX are", xsaveLeaf(0x21f,
+			kvmstate.CPUIDEntry{Function: 0xD, Index: 3, Flags: sig, EAX: 0x40, EBX: 0x3c0},
+			kvmstate.CPUIDEntry{Function: 0xD, Index: 4, Flags: sig, EAX: 0x40, EBX: 0x400}), 0x21f, 2696},
+		{"ECX too small is corrected", func() []kvmstate.CPUIDEntry {
+			l := xsaveLeaf(0x207)
+			l[0].ECX = 0x340
+			return l
+		}(), 0x207, 2696},
+		{"a supervisor component is no XCR0 bit", xsaveLeaf(0x1207,
+			kvmstate.CPUIDEntry{Function: 0xD, Index: 12, Flags: sig, EAX: 0x18, ECX: 1}), 0x207, 2696},
+		{"x87 and SSE only", xsaveLeaf(0x3), 0x3, 576},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := shapeCPUID(append(xsaveLeaf(0)[:0:0], tc.in...), Topology{Threads: 1, Cores: 1, Dies: 1, Packages: 1}, nil)
+			xcr0 := guestXCR0(out)
+			if xcr0 != tc.wantXCR0 {
+				t.Errorf("XCR0 bits offered %#x, want %#x", xcr0, tc.wantXCR0)
+			}
+			e := findCPUID(out, 0xD, 0)
+			if e.ECX != tc.wantSize || e.EBX != tc.wantSize {
+				t.Errorf("sub-leaf 0 EBX %d ECX %d, want both %d", e.EBX, e.ECX, tc.wantSize)
+			}
+			for i := uint32(2); i < 64; i++ {
+				if xcr0&(1<<i) == 0 {
+					continue
+				}
+				size, off, ok := xsaveComponent(out, i)
+				if !ok || off+size > e.ECX {
+					t.Errorf("component %d offered but described as size %d at %d (ok %v), area %d", i, size, off, ok, e.ECX)
+				}
+			}
+			for _, g := range xfeatureGroups {
+				if xcr0&g != 0 && xcr0&g != g {
+					t.Errorf("XCR0 %#x offers part of group %#x", xcr0, g)
+				}
+			}
+			if got := bootXCR0(out); got != xcr0|1 {
+				t.Errorf("boot XCR0 %#x, want %#x", got, xcr0|1)
+			}
+		})
+	}
+}

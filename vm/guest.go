@@ -61,6 +61,13 @@ func (v *VM) configureVCPU(id int, cpu *kvmstate.VCPU) error {
 	if err := cpu.SetCPUID2(vcpuCPUID(v.shaped, v.cfg.topology(), id)); err != nil {
 		return err
 	}
+	if xcr0 := bootXCR0(v.shaped); xcr0 != xfeatureX87 {
+		xcrs := kvmstate.XCRS{NrXCRS: 1}
+		xcrs.XCRS[0].Value = xcr0
+		if err := cpu.SetXCRS(&xcrs); err != nil {
+			return fmt.Errorf("set xcr0 %#x: %w", xcr0, err)
+		}
+	}
 	var msrs []kvmstate.MSREntry
 	for _, m := range boot.BootMSRs() {
 		msrs = append(msrs, kvmstate.MSREntry{Index: m.Index, Data: m.Value})
