@@ -543,11 +543,45 @@ func TestSaveRestore(t *testing.T) {
 		t.Fatalf("CreateVCPU on the second VM: %v", err)
 	}
 	defer dst.Close()
+	var savedTSC uint64
+	for _, e := range cst.MSRs {
+		if e.Index == msrIA32TSC {
+			savedTSC = e.Data
+		}
+	}
+	plan, err := dstVM.RestoreClock(vst.Clock, 0, []uint64{savedTSC}, cst.TSCKHz)
+	if err != nil {
+		t.Fatalf("RestoreClock: %v", err)
+	}
 	if err := dst.RestoreState(&cst); err != nil {
 		t.Fatalf("VCPU RestoreState: %v", err)
 	}
-	if err := dstVM.RestoreState(&vst, false); err != nil {
+	if err := plan.Apply(dst, 0, nil); err != nil {
+		t.Fatalf("TSCPlan.Apply: %v", err)
+	}
+	if err := dstVM.RestoreState(&vst); err != nil {
 		t.Fatalf("VM RestoreState: %v", err)
+	}
+
+	// The TSC moved on by what the kvmclock did (the save read the clock
+	// a little before the TSC, hence the slack).
+	_, clk, err := dstVM.SampleClock()
+	if err != nil {
+		t.Fatalf("SampleClock: %v", err)
+	}
+	ts, err := dst.SampleTSC()
+	if err != nil {
+		t.Fatalf("SampleTSC: %v", err)
+	}
+	khz, err := dst.TSCKHz()
+	if err != nil {
+		t.Fatalf("TSCKHz: %v", err)
+	}
+	gotTicks := int64(ts.At(clk.HostTSC) - savedTSC)
+	wantTicks := nsToTicks(int64(clk.Clock-vst.Clock.Clock), khz)
+	if d := gotTicks - wantTicks; d < -nsToTicks(10e6, khz) || d > nsToTicks(10e6, khz) {
+		t.Errorf("after the restore the TSC moved %d ticks and the kvmclock %d ns (%d ticks at %d kHz): out of step by %d ticks",
+			gotTicks, clk.Clock-vst.Clock.Clock, wantTicks, khz, d)
 	}
 
 	vst2, err := dstVM.SaveState()

@@ -208,22 +208,12 @@ func (vm *VM) SaveState() (VMState, error) {
 	return st, nil
 }
 
-// RestoreState loads st: PIT, then the kvmclock, then the interrupt
-// controllers. With realtime false the clock resumes at the saved value, so
-// guest monotonic time continues from the snapshot instant; with realtime
-// true (and a saved realtime) KVM advances it by the host time elapsed since
-// the save, which needs host clocks in step.
+// RestoreState loads st's PIT and interrupt controllers. The kvmclock is
+// not touched: RestoreClock sets it, before the vCPUs are restored, together
+// with the plan that sets their TSCs to match it.
 // Preconditions: every vCPU restored and still paused.
-func (vm *VM) RestoreState(st *VMState, realtime bool) error {
+func (vm *VM) RestoreState(st *VMState) error {
 	if err := vm.SetPIT2(&st.PIT); err != nil {
-		return err
-	}
-	clock := st.Clock
-	clock.Flags &= ClockRealtime
-	if !realtime {
-		clock.Flags = 0
-	}
-	if err := vm.SetClock(&clock); err != nil {
 		return err
 	}
 	for id := range st.IRQChips {

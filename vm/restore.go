@@ -108,9 +108,15 @@ func Restore(r io.Reader, opt RestoreOptions) (_ *VM, err error) {
 	if n, err := v.sys.CheckExtension(kvmstate.CapTSCControl); err == nil && n > 0 {
 		canScale = true
 	}
+	// The kvmclock first: each vCPU sets its TSC against it (restoreClock).
+	plan, err := v.restoreClock(st, 0)
+	if err != nil {
+		return nil, err
+	}
 	var tscWarn sync.Once
 	err = v.createVCPUs(func(id int, cpu *kvmstate.VCPU) error {
 		state := st.VCPUs[id]
+		state.MSRs = withoutIgnoredMSRs(state.MSRs)
 		// A fresh vCPU reports this host's TSC rate.
 		if host, err := cpu.TSCKHz(); err == nil {
 			if _, w := TSCScaling(state.TSCKHz, host, canScale); w != "" {
@@ -121,12 +127,15 @@ func Restore(r io.Reader, opt RestoreOptions) (_ *VM, err error) {
 		if err := cpu.RestoreState(&state); err != nil {
 			return fmt.Errorf("restore vCPU %d: %w", id, err)
 		}
+		if err := plan.Apply(cpu, id, savedMSR(&state, msrIA32TSCDeadline)); err != nil {
+			return fmt.Errorf("restore vCPU %d: tsc: %w", id, err)
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := v.kvm.RestoreState(&st.VM, false); err != nil {
+	if err := v.kvm.RestoreState(&st.VM); err != nil {
 		return nil, fmt.Errorf("restore VM state: %w", err)
 	}
 	// The IOAPIC was just overwritten: interrupts the devices raised while

@@ -189,12 +189,16 @@ func (v *VM) captureLocked() (*savedState, error) {
 	if st.VM, err = v.kvm.SaveState(); err != nil {
 		return nil, fmt.Errorf("save VM state: %w", err)
 	}
+	if err := v.alignSavedTSCs(st); err != nil {
+		return nil, fmt.Errorf("save tsc: %w", err)
+	}
 	return st, nil
 }
 
 // pickMSRsLocked chooses, once per VM, the MSRs every snapshot saves: KVM's
-// index list plus the MTRRs, less the excluded ones, less any this vCPU
-// model cannot read.
+// index list plus the MTRRs, less the excluded ones and those this host's
+// KVM ignores on write (msrsKVMIgnores), less any this vCPU model cannot
+// read.
 func (v *VM) pickMSRsLocked() error {
 	if v.msrs != nil {
 		return nil
@@ -206,7 +210,7 @@ func (v *VM) pickMSRsLocked() error {
 	seen := map[uint32]bool{}
 	var want []uint32
 	for _, m := range append(list, mtrrMSRs()...) {
-		if !seen[m] && !excludedMSRs[m] {
+		if !seen[m] && !excludedMSRs[m] && !msrsKVMIgnores()[m] {
 			seen[m] = true
 			want = append(want, m)
 		}
