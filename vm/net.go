@@ -96,9 +96,8 @@ type netRecord struct {
 
 // netSaved is one net's saved state.
 type netSaved struct {
-	Record    netRecord
-	Transport devstate.VirtioMMIOState
-	Net       devstate.VirtioNetState
+	Record netRecord
+	netDeviceState
 }
 
 // netDeviceState is the state field of a net's KindDevice section.
@@ -132,6 +131,8 @@ func (d *devices) addNets(v *VM, saved []netSaved) error {
 		}
 		base, gsi := virtioSlot(len(v.cfg.Disks) + i)
 		tdeps := devstate.VirtioMMIODeps{Base: base, Mem: v.mem, IRQ: irqLine{v.kvm, gsi}}
+		dev := &device{id: cfg.ID, save: vn.save, kick: vn.kick, close: vn.close}
+		var transportSt *devstate.VirtioMMIOState
 		if saved == nil {
 			mac := cfg.MAC
 			if mac == nil {
@@ -144,11 +145,6 @@ func (d *devices) addNets(v *VM, saved []netSaved) error {
 			if vn.net, err = devstate.NewVirtioNet(deps, mac); err != nil {
 				return fmt.Errorf("net %s: %w", cfg.ID, err)
 			}
-			d.nets = append(d.nets, vn) // from here close stops it
-			tdeps.Device = vn.net
-			if vn.transport, err = devstate.NewVirtioMMIO(tdeps); err != nil {
-				return fmt.Errorf("net %s: %w", cfg.ID, err)
-			}
 		} else {
 			s := &saved[i]
 			if s.Net.MAC != s.Record.MAC {
@@ -157,18 +153,50 @@ func (d *devices) addNets(v *VM, saved []netSaved) error {
 			if vn.net, err = devstate.RestoreVirtioNet(s.Net, deps); err != nil {
 				return fmt.Errorf("restore net %s: %w", cfg.ID, err)
 			}
-			d.nets = append(d.nets, vn)
-			tdeps.Device = vn.net
-			if vn.transport, err = devstate.RestoreVirtioMMIO(s.Transport, tdeps); err != nil {
+			transportSt = &s.Transport
+		}
+		d.nets = append(d.nets, vn)
+		d.table = append(d.table, dev) // from here close stops it
+		tdeps.Device = vn.net
+		if vn.transport, err = virtioTransport(transportSt, tdeps); err != nil {
+			if saved != nil {
 				return fmt.Errorf("restore net %s: %w", cfg.ID, err)
 			}
+			return fmt.Errorf("net %s: %w", cfg.ID, err)
 		}
+		dev.transport = vn.transport
 		d.mmio.add(base, devstate.VirtioMMIOSize, vn.transport)
 		if err := d.bells.add(v.kvm, vn.transport); err != nil {
 			// The kicks still arrive as MMIO exits, only slower.
 			v.logf("net %s: no ioeventfd doorbells, queue kicks exit to chsnap instead: %v", cfg.ID, err)
 		}
 	}
+	return nil
+}
+
+// save records the net in st.
+func (vn *virtioNet) save(st *savedState) error {
+	rec := vn.record()
+	st.Config.Nets = append(st.Config.Nets, rec)
+	st.Nets = append(st.Nets, netSaved{Record: rec, netDeviceState: netDeviceState{Transport: vn.transport.State(), Net: vn.net.State()}})
+	st.Resources.Resources = append(st.Resources.Resources, hostResource{Device: rec.ID, Kind: "net", FDs: rec.FDs})
+	return nil
+}
+
+// kick asks the guest's driver, after a restore, to announce itself
+// (VIRTIO_NET_F_GUEST_ANNOUNCE) so that switches learn where its MAC went.
+// The queues need no kick: Start, called just before, serves what they
+// hold.
+func (vn *virtioNet) kick() error {
+	if _, err := vn.net.Announce(); err != nil {
+		return fmt.Errorf("announce: %w", err)
+	}
+	return nil
+}
+
+// close stops the device; the tap is the VM's, closed after this.
+func (vn *virtioNet) close() error {
+	vn.net.Close()
 	return nil
 }
 

@@ -316,7 +316,8 @@ func readSections(ar *formats.Reader, st *savedState, mem *memdump.Memory, progr
 		haveVM     bool
 		haveRes    bool
 		haveVCPU   = make([]bool, len(st.VCPUs))
-		haveDevice = make([]bool, numDevices+len(st.Disks)+len(st.Nets))
+		table      = st.deviceTable()
+		haveDevice = make([]bool, len(table))
 	)
 	for {
 		sec, err := ar.Next()
@@ -357,7 +358,7 @@ func readSections(ar *formats.Reader, st *savedState, mem *memdump.Memory, progr
 			if int(sec.ID) < len(haveDevice) && haveDevice[sec.ID] {
 				return stats, fmt.Errorf("%w: device section %d repeated", errNotRestorable, sec.ID)
 			}
-			if err := st.decodeDevice(sec.ID, sec.Payload); err != nil {
+			if err := decodeDevice(table, sec.ID, sec.Payload); err != nil {
 				return stats, fmt.Errorf("%w: %w", errNotRestorable, err)
 			}
 			haveDevice[sec.ID] = true
@@ -380,7 +381,7 @@ func readSections(ar *formats.Reader, st *savedState, mem *memdump.Memory, progr
 	}
 	for i, ok := range haveDevice {
 		if !ok {
-			return stats, fmt.Errorf("%w: no state for device %s", errNotRestorable, st.deviceName(i))
+			return stats, fmt.Errorf("%w: no state for device %s", errNotRestorable, table[i].id)
 		}
 	}
 	if err := checkResources(st); err != nil {

@@ -145,32 +145,21 @@ func (v *VM) captureLocked() (*savedState, error) {
 	}
 	st := &savedState{
 		Config: configSection{CPUs: v.cfg.CPUs, Memory: v.cfg.Memory, Cmdline: v.cfg.Cmdline, Kernel: v.cfg.KernelPath, Topology: topologyRecord(v.cfg)},
-		Resources: hostResourcesSection{Resources: []hostResource{
-			{Device: deviceNames[devSerial], Kind: "serial-console", FDs: 0},
-		}},
 	}
-	// Disks first: every write the guest completed reaches the image before
-	// the archive says it happened. The vCPUs are paused, so no request
-	// runs (virtio-blk requests run on the vCPU threads).
-	for _, vd := range v.dev.disks {
-		if err := vd.block.Flush(); err != nil {
-			return nil, fmt.Errorf("flush disk %s: %w", vd.cfg.ID, err)
+	// Every device in table order; the disks flush first, so every write
+	// the guest completed reaches the image before the archive says it
+	// happened. The vCPUs are paused, so no request runs (virtio-blk
+	// requests run on the vCPU threads).
+	for _, d := range v.dev.table {
+		if err := d.save(st); err != nil {
+			return nil, err
 		}
-		rec := diskRecord{ID: vd.cfg.ID, Path: vd.cfg.Path, Format: vd.disk.Identity().Format, ReadOnly: vd.cfg.ReadOnly, Identity: vd.disk.Identity()}
-		st.Config.Disks = append(st.Config.Disks, rec)
-		st.Disks = append(st.Disks, diskSaved{Record: rec, Transport: vd.transport.State(), Block: vd.block.State()})
-		st.Resources.Resources = append(st.Resources.Resources, hostResource{Device: vd.cfg.ID, Kind: "disk", FDs: 0})
 	}
-	for _, vn := range v.dev.nets {
-		rec := vn.record()
-		st.Config.Nets = append(st.Config.Nets, rec)
-		st.Nets = append(st.Nets, netSaved{Record: rec, Transport: vn.transport.State(), Net: vn.net.State()})
-		st.Resources.Resources = append(st.Resources.Resources, hostResource{Device: rec.ID, Kind: "net", FDs: rec.FDs})
+	for i, e := range st.deviceTable() {
+		if i >= len(v.dev.table) || v.dev.table[i].id != e.id {
+			return nil, fmt.Errorf("vm: device table out of step with the archive's at section %d (%s)", i, e.id)
+		}
 	}
-	st.Serial = v.dev.serial.State()
-	st.I8042 = v.dev.i8042.State()
-	st.CMOS = v.dev.cmos.State()
-	st.Power = v.dev.power.State()
 	if err := v.pickMSRsLocked(); err != nil {
 		return nil, err
 	}
@@ -257,30 +246,12 @@ func writeArchive(w io.Writer, st *savedState, mem *memdump.Memory, progress fun
 	if err := put(formats.KindVM, 0, &st.VM); err != nil {
 		return err
 	}
-	for id := range numDevices {
-		b, err := st.encodeDevice(id)
+	for id, e := range st.deviceTable() {
+		b, err := encodeDevice(e)
 		if err != nil {
 			return err
 		}
 		if err := aw.WriteSection(formats.KindDevice, uint32(id), b); err != nil {
-			return err
-		}
-	}
-	for i := range st.Disks {
-		b, err := st.encodeDisk(i)
-		if err != nil {
-			return err
-		}
-		if err := aw.WriteSection(formats.KindDevice, uint32(numDevices+i), b); err != nil {
-			return err
-		}
-	}
-	for i := range st.Nets {
-		b, err := st.encodeNet(i)
-		if err != nil {
-			return err
-		}
-		if err := aw.WriteSection(formats.KindDevice, uint32(numDevices+len(st.Disks)+i), b); err != nil {
 			return err
 		}
 	}

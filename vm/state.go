@@ -48,9 +48,8 @@ type diskRecord struct {
 
 // diskSaved is one disk's saved state.
 type diskSaved struct {
-	Record    diskRecord
-	Transport devstate.VirtioMMIOState
-	Block     devstate.VirtioBlockState
+	Record diskRecord
+	diskDeviceState
 	// moved is set at restore when the user pointed the disk at another
 	// path (a copy): the device and inode then differ by design.
 	moved bool
@@ -126,115 +125,66 @@ type savedState struct {
 	Nets      []netSaved
 }
 
-// deviceStates returns the device sections' payload states in id order.
-func (s *savedState) deviceStates() [numDevices]any {
-	return [numDevices]any{&s.Serial, &s.I8042, &s.CMOS, &s.Power}
+// sectionEntry is one entry of an archive's device table: a device's id
+// and the state its KindDevice section holds (a pointer into savedState).
+type sectionEntry struct {
+	id    string
+	state any
 }
 
-// encodeDevice returns the KindDevice payload for device id.
-func (s *savedState) encodeDevice(id int) ([]byte, error) {
-	st, err := json.Marshal(s.deviceStates()[id])
-	if err != nil {
-		return nil, fmt.Errorf("encode %s state: %w", deviceNames[id], err)
+// deviceTable lists the devices in device-section order, the one place the
+// order is defined: the legacy devices, then the disks, then the nets (a
+// KindDevice section's id is the index here). A new device kind is one
+// more entry here and one in the VM's runtime table (devices.table).
+func (s *savedState) deviceTable() []sectionEntry {
+	t := []sectionEntry{
+		{deviceNames[devSerial], &s.Serial},
+		{deviceNames[devI8042], &s.I8042},
+		{deviceNames[devCMOS], &s.CMOS},
+		{deviceNames[devPower], &s.Power},
 	}
-	return json.Marshal(deviceSection{ID: deviceNames[id], State: st})
+	for i := range s.Disks {
+		t = append(t, sectionEntry{s.Disks[i].Record.ID, &s.Disks[i].diskDeviceState})
+	}
+	for i := range s.Nets {
+		t = append(t, sectionEntry{s.Nets[i].Record.ID, &s.Nets[i].netDeviceState})
+	}
+	return t
 }
 
-// encodeDisk returns the KindDevice payload for disk i (device id
-// numDevices+i).
-func (s *savedState) encodeDisk(i int) ([]byte, error) {
-	d := &s.Disks[i]
-	st, err := json.Marshal(diskDeviceState{Transport: d.Transport, Block: d.Block})
+// encodeDevice returns the KindDevice payload of a device table entry.
+func encodeDevice(e sectionEntry) ([]byte, error) {
+	st, err := json.Marshal(e.state)
 	if err != nil {
-		return nil, fmt.Errorf("encode disk %s state: %w", d.Record.ID, err)
+		return nil, fmt.Errorf("encode %s state: %w", e.id, err)
 	}
-	return json.Marshal(deviceSection{ID: d.Record.ID, State: st})
-}
-
-// encodeNet returns the KindDevice payload for net i (device id
-// numDevices+len(Disks)+i).
-func (s *savedState) encodeNet(i int) ([]byte, error) {
-	n := &s.Nets[i]
-	st, err := json.Marshal(netDeviceState{Transport: n.Transport, Net: n.Net})
-	if err != nil {
-		return nil, fmt.Errorf("encode net %s state: %w", n.Record.ID, err)
-	}
-	return json.Marshal(deviceSection{ID: n.Record.ID, State: st})
+	return json.Marshal(deviceSection{ID: e.id, State: st})
 }
 
 // deviceIDs lists the devices' ids in device-section order.
 func (s *savedState) deviceIDs() []string {
-	ids := append([]string(nil), deviceNames[:]...)
-	for _, d := range s.Disks {
-		ids = append(ids, d.Record.ID)
-	}
-	for _, n := range s.Nets {
-		ids = append(ids, n.Record.ID)
+	var ids []string
+	for _, e := range s.deviceTable() {
+		ids = append(ids, e.id)
 	}
 	return ids
 }
 
-// deviceName names device section id in messages.
-func (s *savedState) deviceName(id int) string {
-	switch {
-	case id < numDevices:
-		return deviceNames[id]
-	case id < numDevices+len(s.Disks):
-		return s.Disks[id-numDevices].Record.ID
-	case id < numDevices+len(s.Disks)+len(s.Nets):
-		return s.Nets[id-numDevices-len(s.Disks)].Record.ID
+// decodeDevice fills the state of the device table's entry id from a
+// KindDevice payload, which must name that device.
+func decodeDevice(table []sectionEntry, id uint32, payload []byte) error {
+	if uint64(id) >= uint64(len(table)) {
+		return fmt.Errorf("device section %d: unknown device (the archive has %d)", id, len(table))
 	}
-	return fmt.Sprint(id)
-}
-
-// decodeDevice fills device id's state from a KindDevice payload.
-func (s *savedState) decodeDevice(id uint32, payload []byte) error {
-	if int64(id) >= int64(numDevices+len(s.Disks)) {
-		i := int(int64(id) - int64(numDevices+len(s.Disks)))
-		if i >= len(s.Nets) {
-			return fmt.Errorf("device section %d: unknown device", id)
-		}
-		var d deviceSection
-		if err := strictUnmarshal(payload, &d); err != nil {
-			return fmt.Errorf("device section %d: %w", id, err)
-		}
-		if d.ID != s.Nets[i].Record.ID {
-			return fmt.Errorf("device section %d: names %q, want net %q", id, d.ID, s.Nets[i].Record.ID)
-		}
-		var ns netDeviceState
-		if err := strictUnmarshal(d.State, &ns); err != nil {
-			return fmt.Errorf("net %s: %w", d.ID, err)
-		}
-		s.Nets[i].Transport, s.Nets[i].Net = ns.Transport, ns.Net
-		return nil
-	}
-	if id >= numDevices {
-		i := int(id) - numDevices
-		if i >= len(s.Disks) {
-			return fmt.Errorf("device section %d: unknown device", id)
-		}
-		var d deviceSection
-		if err := strictUnmarshal(payload, &d); err != nil {
-			return fmt.Errorf("device section %d: %w", id, err)
-		}
-		if d.ID != s.Disks[i].Record.ID {
-			return fmt.Errorf("device section %d: names %q, want disk %q", id, d.ID, s.Disks[i].Record.ID)
-		}
-		var ds diskDeviceState
-		if err := strictUnmarshal(d.State, &ds); err != nil {
-			return fmt.Errorf("disk %s: %w", d.ID, err)
-		}
-		s.Disks[i].Transport, s.Disks[i].Block = ds.Transport, ds.Block
-		return nil
-	}
+	e := table[id]
 	var d deviceSection
 	if err := strictUnmarshal(payload, &d); err != nil {
 		return fmt.Errorf("device section %d: %w", id, err)
 	}
-	if d.ID != deviceNames[id] {
-		return fmt.Errorf("device section %d: names %q, want %q", id, d.ID, deviceNames[id])
+	if d.ID != e.id {
+		return fmt.Errorf("device section %d: names %q, want %q", id, d.ID, e.id)
 	}
-	if err := strictUnmarshal(d.State, s.deviceStates()[id]); err != nil {
+	if err := strictUnmarshal(d.State, e.state); err != nil {
 		return fmt.Errorf("device %s: %w", d.ID, err)
 	}
 	return nil

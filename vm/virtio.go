@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -154,4 +155,38 @@ func (b *mmioBus) find(addr uint64) (devstate.MMIO, bool) {
 		return b.ranges[i].dev, true
 	}
 	return nil, false
+}
+
+// save records the disk in st: flushed first, so every write the guest
+// completed is in the image the archive names.
+func (vd *virtioDisk) save(st *savedState) error {
+	if err := vd.block.Flush(); err != nil {
+		return fmt.Errorf("flush disk %s: %w", vd.cfg.ID, err)
+	}
+	id := vd.disk.Identity()
+	rec := diskRecord{ID: vd.cfg.ID, Path: vd.cfg.Path, Format: id.Format, ReadOnly: vd.cfg.ReadOnly, Identity: id}
+	st.Config.Disks = append(st.Config.Disks, rec)
+	st.Disks = append(st.Disks, diskSaved{Record: rec, diskDeviceState: diskDeviceState{Transport: vd.transport.State(), Block: vd.block.State()}})
+	st.Resources.Resources = append(st.Resources.Resources, hostResource{Device: vd.cfg.ID, Kind: "disk", FDs: 0})
+	return nil
+}
+
+// kick notifies every queue once after a restore: a notification in
+// flight at snapshot time is not in the state.
+func (vd *virtioDisk) kick() error {
+	if vd.transport == nil {
+		return nil
+	}
+	for q := range vd.transport.NumQueues() {
+		vd.transport.Notify(q)
+	}
+	return nil
+}
+
+// close flushes and closes the image.
+func (vd *virtioDisk) close() error {
+	if vd.disk == nil {
+		return nil
+	}
+	return errors.Join(vd.disk.Flush(), vd.disk.Close())
 }

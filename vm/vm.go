@@ -345,27 +345,16 @@ func (v *VM) Resume() error {
 	return nil
 }
 
-// kickLocked kicks every disk queue once after a restore, and asks each
-// net's driver to announce itself (VIRTIO_NET_F_GUEST_ANNOUNCE)
-// so that switches learn where its MAC went.
+// kickLocked runs the devices' after-restore kicks once, when the guest
+// first runs after a restore: the disks' queues are notified, the nets
+// announce themselves.
 // Preconditions: pauseMu held.
 func (v *VM) kickLocked() {
 	if !v.kickPending {
 		return
 	}
 	v.kickPending = false
-	for _, d := range v.dev.disks {
-		for q := range d.transport.NumQueues() {
-			d.transport.Notify(q)
-		}
-	}
-	// The nets need no kick: their Start (called just before) serves
-	// what their queues hold.
-	for _, n := range v.dev.nets {
-		if _, err := n.net.Announce(); err != nil {
-			v.logf("net %s: announce: %v", n.cfg.ID, err)
-		}
-	}
+	v.dev.kick(v.logf)
 }
 
 // Paused reports whether the vCPUs are paused.
