@@ -21,14 +21,22 @@ const (
 // ErrConfig marks an invalid VM configuration; the message says which field.
 var ErrConfig = errors.New("vm: invalid configuration")
 
-// Config describes a VM to boot. Kernel is the only required field.
+// Config describes a VM to boot: its shape, the kernel to boot it with,
+// and the host resources it uses. Kernel is the only required field.
 type Config struct {
+	Shape
 	// Kernel is the kernel image: a bzImage, or an ELF vmlinux with a PVH note.
 	Kernel []byte
 	// KernelPath names the kernel in messages.
 	KernelPath string
 	// Initrd is an optional initial ramdisk.
 	Initrd []byte
+	Host
+}
+
+// Shape is a VM's shape: data only, what an archive's config section
+// records and what a restore rebuilds before any state is loaded.
+type Shape struct {
 	// Cmdline is the kernel command line.
 	Cmdline string
 	// CPUs is the number of vCPUs, 1 to MaxCPUs.
@@ -37,6 +45,17 @@ type Config struct {
 	Topology Topology
 	// Memory is guest RAM in bytes: a multiple of 2 MiB from MinMemory to MaxMemory.
 	Memory uint64
+	// Disks are the virtio-blk disks, in device order.
+	Disks []DiskConfig
+	// Nets are the virtio-net devices, in device order (after the disks).
+	// Each carries its tap (NetConfig.Tap), the one host resource that
+	// travels with the shape.
+	Nets []NetConfig
+}
+
+// Host is what of the host a VM uses, besides its disk images and taps:
+// none of it is recorded in an archive, and a restore is given it again.
+type Host struct {
 	// KVMDevice is the KVM device node; empty means /dev/kvm.
 	KVMDevice string
 	// SerialOut receives the bytes the guest writes to its serial port;
@@ -45,10 +64,6 @@ type Config struct {
 	// SerialIn supplies bytes the guest reads from its serial port; nil
 	// means none. The VM reads it from its own goroutine and does not close it.
 	SerialIn io.Reader
-	// Disks are the virtio-blk disks, in device order.
-	Disks []DiskConfig
-	// Nets are the virtio-net devices, in device order (after the disks).
-	Nets []NetConfig
 	// Logger receives the problems that do not stop the VM (a serial input
 	// error, a net that could not announce itself); nil writes them to
 	// standard error, prefixed "chsnap: ".
@@ -60,6 +75,11 @@ func (c *Config) Validate() error {
 	if len(c.Kernel) == 0 {
 		return fmt.Errorf("%w: no kernel given", ErrConfig)
 	}
+	return c.Shape.Validate()
+}
+
+// Validate checks the shape without touching the system.
+func (c *Shape) Validate() error {
 	if c.CPUs < 1 || c.CPUs > MaxCPUs {
 		return fmt.Errorf("%w: %d vCPUs is outside 1..%d", ErrConfig, c.CPUs, MaxCPUs)
 	}
@@ -81,7 +101,7 @@ func (c *Config) Validate() error {
 }
 
 // topology is the vCPU topology in effect: Topology, or the default.
-func (c *Config) topology() Topology {
+func (c *Shape) topology() Topology {
 	if c.Topology.IsZero() {
 		return DefaultTopology(c.CPUs)
 	}

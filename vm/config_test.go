@@ -45,7 +45,7 @@ func TestParseSize(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	good := Config{Kernel: []byte{1}, CPUs: 1, Memory: 512 << 20}
+	good := Config{Kernel: []byte{1}, Shape: Shape{CPUs: 1, Memory: 512 << 20}}
 	if err := good.Validate(); err != nil {
 		t.Fatalf("valid config rejected: %v", err)
 	}
@@ -86,5 +86,21 @@ func TestFormatSize(t *testing.T) {
 		if back, err := ParseSize(got); tc.exact && (err != nil || back != tc.n) {
 			t.Errorf("ParseSize(FormatSize(%d) = %q) = %d, %v", tc.n, got, back, err)
 		}
+	}
+}
+
+// TestShapeValidateNeedsNoKernel: a shape (what an archive's config section
+// gives) validates on its own; only a Config to boot needs a kernel.
+func TestShapeValidateNeedsNoKernel(t *testing.T) {
+	s := Shape{CPUs: 2, Memory: 64 << 20}
+	if err := s.Validate(); err != nil {
+		t.Errorf("shape: %v", err)
+	}
+	if err := (&Config{Shape: s}).Validate(); !errors.Is(err, ErrConfig) {
+		t.Errorf("config without a kernel: %v, want ErrConfig", err)
+	}
+	s.CPUs = 0
+	if err := s.Validate(); !errors.Is(err, ErrConfig) {
+		t.Errorf("shape with 0 vCPUs: %v, want ErrConfig", err)
 	}
 }

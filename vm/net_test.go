@@ -136,7 +136,7 @@ func TestBindNetsUnknownID(t *testing.T) {
 	defer r.Close()
 	set := &fdmap.Set{}
 	set.AddReceived("nosuch", []*os.File{w})
-	cfg := Config{Nets: []NetConfig{{ID: "net0", TapName: "tap0"}}}
+	cfg := Config{Shape: Shape{Nets: []NetConfig{{ID: "net0", TapName: "tap0"}}}}
 	err = bindNets(&cfg, []netRecord{{ID: "net0", Tap: "tap0", FDs: 1}}, set, "")
 	if !errors.Is(err, fdmap.ErrBinding) || !strings.Contains(err.Error(), "nosuch (received fd ") || !strings.Contains(err.Error(), "its nets: net0") {
 		t.Errorf("bindNets: %v", err)

@@ -69,7 +69,7 @@ func Restore(r io.Reader, opt RestoreOptions) (_ *VM, err error) {
 		return nil, err
 	}
 	st, cfg := a.st, a.cfg
-	cfg.KVMDevice, cfg.SerialOut, cfg.SerialIn, cfg.Logger = opt.KVMDevice, opt.SerialOut, opt.SerialIn, opt.Logger
+	cfg.Host = Host{KVMDevice: opt.KVMDevice, SerialOut: opt.SerialOut, SerialIn: opt.SerialIn, Logger: opt.Logger}
 	images, err := openDisks(cfg.Disks, st.Disks)
 	if err != nil {
 		a.mem.Close()
@@ -263,10 +263,7 @@ func readConfig(ar *formats.Reader, diskPaths map[string]string) (*savedState, C
 	if err := strictUnmarshal(sec.Payload, &st.Config); err != nil {
 		return nil, Config{}, fmt.Errorf("config section: %w", err)
 	}
-	cfg := Config{
-		Kernel: []byte{0}, KernelPath: st.Config.Kernel, Cmdline: st.Config.Cmdline,
-		CPUs: st.Config.CPUs, Memory: st.Config.Memory,
-	}
+	cfg := Config{KernelPath: st.Config.Kernel, Shape: Shape{Cmdline: st.Config.Cmdline, CPUs: st.Config.CPUs, Memory: st.Config.Memory}}
 	if st.Config.Topology != nil {
 		cfg.Topology = *st.Config.Topology
 	}
@@ -294,10 +291,9 @@ func readConfig(ar *formats.Reader, diskPaths map[string]string) (*savedState, C
 		st.Nets = append(st.Nets, netSaved{Record: n})
 		cfg.Nets = append(cfg.Nets, NetConfig{ID: n.ID, MAC: mac, TapName: n.Tap})
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Shape.Validate(); err != nil {
 		return nil, Config{}, fmt.Errorf("config section: %w", err)
 	}
-	cfg.Kernel = nil
 	st.VCPUs = make([]kvmstate.VCPUState, cfg.CPUs)
 	return st, cfg, nil
 }

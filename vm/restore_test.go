@@ -62,7 +62,7 @@ func TestRestoreRefusesBeforeKVM(t *testing.T) {
 	if err := writeArchive(&buf, &huge, mem, nil); err != nil {
 		t.Fatal(err)
 	}
-	if checkHostLimits(Config{Memory: MaxMemory}) == nil {
+	if checkHostLimits(Config{Shape: Shape{Memory: MaxMemory}}) == nil {
 		t.Log("this host has 1 TiB of memory: the over-sized config case is skipped")
 	} else {
 		cases["a config with more memory than the host"] = bytes.Clone(buf.Bytes())
@@ -93,7 +93,7 @@ func TestRestoreRefusesBeforeKVM(t *testing.T) {
 func TestNewRefusesBeforeKVM(t *testing.T) {
 	calls := hookKVM(t)
 	for name, cfg := range map[string]Config{
-		"not a kernel": {Kernel: []byte("not a kernel"), CPUs: 1, Memory: 64 << 20},
+		"not a kernel": {Kernel: []byte("not a kernel"), Shape: Shape{CPUs: 1, Memory: 64 << 20}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			*calls = 0

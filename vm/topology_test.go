@@ -75,7 +75,7 @@ func TestTopologyAPICIDs(t *testing.T) {
 }
 
 func TestConfigTopology(t *testing.T) {
-	c := Config{Kernel: []byte{1}, CPUs: 8, Memory: DefaultMemory}
+	c := Config{Kernel: []byte{1}, Shape: Shape{CPUs: 8, Memory: DefaultMemory}}
 	if err := c.Validate(); err != nil || c.topology() != DefaultTopology(8) {
 		t.Fatalf("default: %v, %v", err, c.topology())
 	}

@@ -60,14 +60,13 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return usagef("--cpus: %w", err)
 	}
-	cfg := vm.Config{Cmdline: c.String("cmdline"), CPUs: topo.CPUs(), Topology: topo, KVMDevice: c.String("kvm-device")}
+	cfg := vm.Config{Shape: vm.Shape{Cmdline: c.String("cmdline"), CPUs: topo.CPUs(), Topology: topo}, Host: vm.Host{KVMDevice: c.String("kvm-device")}}
 	mem, err := vm.ParseSize(c.String("memory"))
 	if err != nil {
 		return usagef("--memory: %w", err)
 	}
 	cfg.Memory = mem
-	probe := cfg
-	probe.Kernel = []byte{0} // the kernel is checked below, after the cheap checks
+	probe := cfg.Shape // the kernel is checked below, after the cheap checks
 	if err := probe.Validate(); err != nil {
 		return usagef("%w", err)
 	}
